@@ -1,0 +1,1 @@
+"""Datasets: paired folders, labels, splits."""

@@ -1,0 +1,1 @@
+"""Fusion models: backbone (VFN), VIFA heads, RSC module, checkpoints."""

@@ -1,0 +1,88 @@
+"""Checkpoints that carry their model config and training metadata.
+
+Format (a ``torch.save`` dict): ``{"format": "ivif-checkpoint", "version": 1, "kind": str,
+"config": dict, "state_dict": dict, "meta": dict, ...extra}``. Loading never needs a flag the
+user must remember: the model is rebuilt from ``config``. A missing file, another kind, or
+weights that do not fit the config raise :class:`CheckpointError` with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "ivif-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, of the wrong kind, or does not match its model."""
+
+
+def save(path: str | os.PathLike, kind: str, config: dict, state_dict: dict, meta: dict | None = None,
+         **extra: Any) -> Path:
+    """Write atomically (tmp file + rename) so a crash never leaves a half checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config,
+               "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": meta or {}, **extra}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: str | os.PathLike, kind: str | None = None) -> dict:
+    """Read a checkpoint dict, checking its format and (optionally) its kind."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an ivif_fusion checkpoint (no '{FORMAT}' header)")
+    if kind is not None and ckpt.get("kind") != kind:
+        raise CheckpointError(f"{path} holds a '{ckpt.get('kind')}' model, expected '{kind}'")
+    return ckpt
+
+
+def load_state(model: torch.nn.Module, state: dict, source: str) -> None:
+    """Strict state-dict load with a readable message on missing/unexpected/mis-shaped tensors."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}")
+        if shapes:
+            parts.append(f"shape mismatch {shapes[:4]}")
+        raise CheckpointError(f"{source}: weights do not match the model ({'; '.join(parts)})")
+    model.load_state_dict(state)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_vfn(path: str | os.PathLike):  # noqa: ANN201
+    """Rebuild a :class:`~ivif_fusion.models.vfn.VFN` from a ``vfn`` checkpoint (eval mode)."""
+    from .vfn import VFN, VFNConfig
+
+    ckpt = load(path, "vfn")
+    model = VFN(VFNConfig.from_dict(ckpt["config"]))
+    load_state(model, ckpt["state_dict"], str(path))
+    return model.eval()
