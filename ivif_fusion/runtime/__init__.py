@@ -1,0 +1,1 @@
+"""Runtime: shared types, pairing, the per-pair pipeline, backends."""
