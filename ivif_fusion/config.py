@@ -127,6 +127,29 @@ class RuntimeConfig:
     replay: ReplayConfig = param(help="Bag replay.", factory=ReplayConfig)
 
 
+@dataclass
+class TrainFusionConfig:
+    """`ivif train fusion`: stage-1 unsupervised training of the VFN backbone."""
+
+    data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
+    datasets: list = param(help="Paired folders under the data root used for training (MSRS: train range only).",
+                           factory=lambda: ["MSRS", "TNO", "RoadScene", "VIFB"])
+    depth: int = param(2, "Dilated dense blocks per encoder and in the decoder.", min=1)
+    crop: int = param(128, "Random crop size (pixels) of training samples.", min=16)
+    batch_size: int = param(8, "Crops per optimisation step (global batch across processes).", min=1)
+    samples_per_image: int = param(4, "Crops drawn per image per epoch.", min=1)
+    epochs: int = param(10, "Passes over the training images.", min=1)
+    lr: float = param(1e-3, "Adam learning rate (cosine decay to 5 % over the run).", min=0.0)
+    w_int: float = param(0.2, "Weight of the intensity term L1(F, max(IR, Y)).", min=0.0)
+    w_grad: float = param(1.0, "Weight of the gradient term L1(|grad F|, max(|grad IR|, |grad Y|)).", min=0.0)
+    seed: int = param(0, "Seed of initialisation, crops and flips.")
+    threads: int = param(2, "Torch CPU threads.", min=1)
+    device: str = param("cpu", "Torch device.")
+    max_side: int = param(640, "Images with a longer side are downscaled to this before cropping (0 = keep).", min=0)
+    out: str = param("runs/fusion", "Output folder: checkpoints (best/last), CSV log, config copy.")
+    resume: str = param("", "Resume from this training-state file (runs/.../last_state.pt).")
+
+
 # --------------------------------------------------------------------------- loading
 
 

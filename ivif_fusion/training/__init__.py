@@ -1,0 +1,1 @@
+"""Training jobs, one module per job; each exposes ``train(cfg) -> checkpoint path``."""
