@@ -1,0 +1,201 @@
+"""Fusion metrics: hand-computed values, identities, ordering sanity, input checks, and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from ivif_fusion.metrics import fusion as fm
+from ivif_fusion.metrics.fusion import (HIGHER_IS_BETTER, METRIC_NAMES, average_gradient, correlation, entropy,
+                                        fusion_metrics, mutual_information_pair, psnr, qabf_nabf, scd,
+                                        spatial_frequency, ssim_pair, std_dev, to_gray255, vif_pair)
+
+
+def _scene(h: int = 96, w: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A real-like pair: IR with warm blobs on a cool background, visible with texture and a ramp (uint8)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    ir = np.full((h, w), 40.0)
+    ir[(yy - 30) ** 2 + (xx - 35) ** 2 < 15 ** 2] = 220.0
+    ir[55:85, 80:100] = 190.0
+    ir += rng.normal(0, 2, (h, w))
+    vi = 60.0 + 0.8 * xx + 40.0 * ((xx // 8 + yy // 8) % 2)
+    vi[10:20, :] = 230.0
+    vi += rng.normal(0, 2, (h, w))
+    return np.clip(np.rint(ir), 0, 255).astype(np.uint8), np.clip(np.rint(vi), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- single-image metrics by hand
+
+
+def test_constant_image_has_zero_information_metrics():
+    f = np.full((50, 60), 77.0)
+    assert entropy(f) == 0.0
+    assert std_dev(f) == 0.0
+    assert spatial_frequency(f) == 0.0
+    assert average_gradient(f) == 0.0
+
+
+def test_entropy_two_levels_is_one_bit_and_256_levels_is_eight():
+    f = np.zeros((4, 6))
+    f[:2] = 255.0
+    assert entropy(f) == 1.0
+    assert entropy(np.arange(256, dtype=np.float64).reshape(16, 16)) == pytest.approx(8.0, abs=1e-12)
+    # unequal two-level histogram: 1/4, 3/4
+    g = np.zeros((2, 2))
+    g[0, 0] = 10
+    assert entropy(g) == pytest.approx(-(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75)), abs=1e-12)
+
+
+def test_sd_is_population_std():
+    f = np.array([[0.0, 2.0], [4.0, 6.0]])
+    assert std_dev(f) == pytest.approx(math.sqrt(5.0), abs=1e-12)  # mean 3, deviations 9,1,1,9 -> 20/4
+
+
+def test_sf_and_ag_by_hand():
+    f = np.array([[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]])
+    # horizontal differences 1, 2, 0, 0 -> RF^2 = 5/4; vertical 2, 1, -1 -> CF^2 = 6/3 = 2
+    assert spatial_frequency(f) == pytest.approx(math.sqrt(5 / 4 + 2), abs=1e-12)
+    # (H-1)x(W-1) = 1x2 region: (dx, dy) = (1, 2) and (2, 1) -> sqrt(5/2) both
+    assert average_gradient(f) == pytest.approx(math.sqrt(2.5), abs=1e-12)
+
+
+# ---------------------------------------------------------------- two-image identities
+
+
+def test_mi_of_image_with_itself_is_its_entropy_in_nats():
+    _, vi = _scene()
+    v = vi.astype(np.float64)
+    assert mutual_information_pair(v, v) == pytest.approx(entropy(v) * math.log(2), abs=1e-10)
+    # independent-looking: a constant image carries no information about anything
+    assert mutual_information_pair(v, np.full_like(v, 9.0)) == 0.0
+
+
+def test_ssim_of_identical_images_is_one_and_matches_skimage():
+    from skimage.metrics import structural_similarity
+
+    ir, vi = _scene()
+    a, b = ir.astype(np.float64), vi.astype(np.float64)
+    assert ssim_pair(a, a) == pytest.approx(1.0, abs=1e-12)
+    ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    assert ssim_pair(a, b) == pytest.approx(ref, abs=1e-10)
+
+
+def test_cc_psnr_and_scd_identities():
+    _, vi = _scene()
+    m = fusion_metrics(vi, vi, vi)
+    assert m["CC"] == pytest.approx(1.0, abs=1e-12)
+    assert m["PSNR"] == math.inf  # documented: A = B = F gives +inf
+    assert m["SSIM"] == pytest.approx(2.0, abs=1e-12)
+    # PSNR by hand: A = B = 0, F = 10 -> MSE 100
+    z = np.zeros((3, 3))
+    assert psnr(z, z, z + 10) == pytest.approx(10 * math.log10(255 ** 2 / 100), abs=1e-12)
+    # SCD of F = A + B is corr(A, A) + corr(B, B) = 2
+    ir, vi = _scene()
+    a, b = ir.astype(np.float64), vi.astype(np.float64)
+    assert scd(a, b, a + b) == pytest.approx(2.0, abs=1e-12)
+    assert correlation(a, np.full_like(a, 3.0)) == 0.0  # documented convention for a constant image
+
+
+def test_vif_of_image_with_itself_is_one_and_flat_reference_is_nan():
+    ir, _ = _scene()
+    a = ir.astype(np.float64)
+    assert vif_pair(a, a) == pytest.approx(1.0, abs=1e-6)
+    assert math.isnan(vif_pair(np.full_like(a, 5.0), a))
+
+
+def test_qabf_of_f_equal_a_with_flat_b_is_the_sigmoid_product():
+    # F = A: every edge of A has relative strength 1 and orientation distance 0, so Q^AF is
+    # Tg/(1+exp(kg*(1-Dg))) * Ta/(1+exp(ka*(1-Da))) everywhere A has an edge; B has no edges (w_B = 0).
+    ir, _ = _scene()
+    a = ir.astype(np.float64)
+    b = np.full_like(a, 100.0)
+    expected = 0.9994 / (1 + math.exp(-15 * 0.5)) * 0.9879 / (1 + math.exp(-22 * 0.2))
+    assert expected == pytest.approx(0.9747936, abs=1e-7)  # 0.998847 * 0.975918
+    q, n = qabf_nabf(a, b, a)
+    assert q == pytest.approx(expected, abs=1e-12)
+    assert n == 0.0  # F's edges are never stronger than A's
+    # both sources flat: no edge to preserve -> undefined
+    q2, n2 = qabf_nabf(b, b, a)
+    assert math.isnan(q2) and math.isnan(n2)
+
+
+def test_orientation_is_compared_modulo_pi():
+    # a contrast-inverted copy has the same edges: full Q, exactly as F = A
+    ir, _ = _scene()
+    a = ir.astype(np.float64)
+    b = np.zeros_like(a)
+    q_same, _ = qabf_nabf(a, b, a)
+    q_inv, _ = qabf_nabf(a, b, 255.0 - a)
+    assert q_inv == pytest.approx(q_same, abs=1e-12)
+
+
+def test_ordering_edge_preserving_fusion_beats_blurred_fusion():
+    ir, vi = _scene()
+    good = np.maximum(ir, vi)
+    blurred = cv2.GaussianBlur(good, (0, 0), 2.5)
+    m_good, m_blur = fusion_metrics(ir, vi, good), fusion_metrics(ir, vi, blurred)
+    for name in ("Qabf", "VIF", "SSIM", "SF", "AG"):
+        assert m_good[name] > m_blur[name], name
+    # adding noise creates edges stronger than both sources: more artefacts
+    noisy = np.clip(good.astype(np.float64) + np.random.default_rng(1).normal(0, 25, good.shape), 0, 255)
+    assert fusion_metrics(ir, vi, noisy.astype(np.uint8))["Nabf"] > m_good["Nabf"] + 0.05
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def test_uint8_float_gray_rgb_inputs_agree():
+    ir, vi = _scene()
+    vi_rgb = np.stack([vi, vi, vi], axis=-1)
+    fused = np.maximum(ir, vi)
+    m1 = fusion_metrics(ir, vi, fused)
+    m2 = fusion_metrics(ir.astype(np.float32) / 255, vi_rgb.astype(np.float32) / 255, fused[..., None])
+    for k in METRIC_NAMES:
+        assert m1[k] == pytest.approx(m2[k], rel=1e-12, abs=1e-12), k
+    # BT.601 luminance then rounding
+    px = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]]], dtype=np.uint8)
+    assert to_gray255(px).tolist() == [[76.0, 150.0, 29.0, 18.0]]  # 76.245, 149.685, 29.07, 18.15
+
+
+def test_bad_inputs_raise_clear_errors():
+    ir, vi = _scene()
+    with pytest.raises(ValueError, match="sizes differ"):
+        fusion_metrics(ir, vi[:, :-1], vi)
+    with pytest.raises(ValueError, match="at least 41"):
+        fusion_metrics(ir[:30, :30], vi[:30, :30], vi[:30, :30])
+    with pytest.raises(ValueError, match="0..1"):
+        fusion_metrics(ir.astype(np.float32), vi, vi)  # 0..255 floats: wrong scale
+    with pytest.raises(ValueError, match="dtype"):
+        fusion_metrics(ir.astype(np.uint16), vi, vi)
+    with pytest.raises(ValueError, match="shape"):
+        fusion_metrics(ir[None], vi, vi)
+    with pytest.raises(ValueError, match="shape"):
+        fusion_metrics(ir, np.stack([vi, vi], -1), vi)
+    with pytest.raises(ValueError, match="NaN"):
+        fusion_metrics(ir, vi, np.full(vi.shape, np.nan))
+
+
+def test_names_flags_and_speed_on_640x480():
+    assert len(METRIC_NAMES) == 12
+    assert [k for k, v in HIGHER_IS_BETTER.items() if not v] == ["Nabf"]
+    rng = np.random.default_rng(0)
+    ir = cv2.GaussianBlur(rng.integers(0, 256, (480, 640), dtype=np.uint8), (0, 0), 2)
+    vi = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 1)
+    fused = ((ir.astype(np.uint16) + vi[..., 1]) // 2).astype(np.uint8)
+    fusion_metrics(ir, vi, fused)  # warm-up (cv2 import)
+    t0 = time.perf_counter()
+    m = fusion_metrics(ir, vi, fused)
+    dt = time.perf_counter() - t0
+    assert list(m) == list(METRIC_NAMES)
+    assert all(math.isfinite(v) for v in m.values())
+    assert dt < 2.0, f"fusion_metrics took {dt:.2f} s on 640x480"
+
+
+def test_module_exports():
+    assert fm.MIN_SIDE == 41
