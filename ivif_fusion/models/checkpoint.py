@@ -28,12 +28,25 @@ def save(path: str | os.PathLike, kind: str, config: dict, state_dict: dict, met
     """Write atomically (tmp file + rename) so a crash never leaves a half checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config,
-               "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": meta or {}, **extra}
+    payload = {"format": FORMAT, "version": VERSION, "kind": kind, "config": _plain(config),
+               "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": _plain(meta or {}), **extra}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def _plain(obj: Any) -> Any:
+    """Config/metadata reduced to plain Python types, so weights-only loading accepts it."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)) and type(obj) in (bool, int, float, str):
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return obj
+    return str(obj)
 
 
 def load(path: str | os.PathLike, kind: str | None = None) -> dict:
@@ -42,7 +55,9 @@ def load(path: str | os.PathLike, kind: str | None = None) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # TorchVersion is allowed for checkpoints written before metadata was made plain.
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

@@ -1,0 +1,209 @@
+"""The per-pair pipeline: preprocess once, backbone once, a head (or RSC) per task, task networks.
+
+``Pipeline.from_config(cfg).run(pair) -> Result``. The ROS node, ``ivif replay`` and
+``ivif fuse`` all call this; they differ only in where pairs come from and where results go.
+
+Stages timed per pair (``Result.timings_ms``): ``preprocess`` (size checks, optional
+downscale, BT.601 luminance), ``backbone``, ``head:<name>`` per head, ``rsc:<task>`` per
+RSC-customized task, ``postprocess`` (colour recombination, uint8), ``task:<task>`` per task
+network, and ``total``. Outputs are at the processed size (the input size unless
+``pipeline.max_side`` downscales); detections and masks are in those pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..colour import luminance, rgb_to_ycbcr, ycbcr_to_rgb
+from ..config import PipelineConfig, RuntimeConfig, TaskConfig
+from ..errors import UserError
+from ..imageops import to_uint8
+from ..models import checkpoint
+from ..models.heads import GENERIC, MultiHeadFusion
+from ..paths import resolve
+from . import backends
+from .types import Pair, Result, TaskOutput
+
+log = logging.getLogger("ivif_fusion.pipeline")
+
+
+class PairSizeMismatch(UserError):
+    """Thermal and RGB frames of a pair differ in size and resizing is disabled."""
+
+
+class PipelineConfigError(UserError):
+    """The configured tasks, heads and weights do not fit together."""
+
+
+@dataclass
+class _TaskPlan:
+    cfg: TaskConfig
+    head: str | None          # head of the shared graph producing this task's fused Y
+    rsc: bool = False         # fused Y produced by the RSC-customized backbone instead
+    network: object = None    # task adapter (detection / segmentation) or None
+
+
+def _load_fusion(pc: PipelineConfig, tasks: list[TaskConfig]) -> tuple[MultiHeadFusion, dict[str, str]]:
+    """Backbone + heads for the configured tasks; returns the graph and task -> head name."""
+    vifa_tasks = [t.name for t in tasks if t.customization == "vifa"]
+    heads: dict = {}
+    if vifa_tasks:
+        if not pc.vifa_weights:
+            raise PipelineConfigError(f"tasks {vifa_tasks} use customization 'vifa' but pipeline.vifa_weights is empty")
+        from ..models.vifa import load_vifa  # written with the VIFA issue
+
+        backbone, all_heads = load_vifa(resolve(pc.vifa_weights))
+        missing = [t for t in vifa_tasks if t not in all_heads]
+        if missing:
+            raise PipelineConfigError(f"VIFA checkpoint {pc.vifa_weights} has no head for task(s) {missing}; "
+                                      f"it has {sorted(all_heads)}")
+        heads = {t: all_heads[t] for t in vifa_tasks}
+    else:
+        backbone = checkpoint.load_vfn(resolve(pc.backbone_weights))
+    task_head = {}
+    for t in tasks:
+        if t.customization == "vifa":
+            task_head[t.name] = t.name
+        elif t.customization == "generic":
+            task_head[t.name] = GENERIC
+    names = list(dict.fromkeys(task_head.values())) or [GENERIC]
+    return MultiHeadFusion(backbone, heads, head_names=names), task_head
+
+
+class Pipeline:
+    """Runs configured tasks on synchronized pairs. Build with :meth:`from_config`."""
+
+    def __init__(self, cfg: RuntimeConfig) -> None:
+        self.cfg = cfg
+        pc = cfg.pipeline
+        tasks = pc.task_configs()
+        names = [t.name for t in tasks]
+        if not tasks:
+            raise PipelineConfigError("pipeline.tasks is empty: configure at least one task")
+        if len(set(names)) != len(names):
+            raise PipelineConfigError(f"task names must be unique, got {names}")
+        self.graph, task_head = _load_fusion(pc, tasks)
+        self.backend_notes: list[str] = []
+        self.backend = backends.select(list(pc.backends), self.graph, pc, self.backend_notes)
+        self.rsc = None
+        if any(t.customization == "rsc" for t in tasks):
+            self.rsc = self._load_rsc(pc, [t.name for t in tasks if t.customization == "rsc"])
+        self.plans = []
+        for t in tasks:
+            net = None
+            if t.kind in ("detection", "segmentation"):
+                if not t.weights:
+                    raise PipelineConfigError(f"task '{t.name}' of kind '{t.kind}' needs 'weights' (a task network)")
+                from ..tasks import load_task
+
+                net = load_task(t)
+            self.plans.append(_TaskPlan(t, task_head.get(t.name), t.customization == "rsc", net))
+        log.info("pipeline: backend=%s tasks=%s", self.backend.name, names)
+
+    @classmethod
+    def from_config(cls, cfg: RuntimeConfig) -> "Pipeline":
+        return cls(cfg)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [p.cfg.name for p in self.plans]
+
+    def task_config(self, name: str) -> TaskConfig:
+        return next(p.cfg for p in self.plans if p.cfg.name == name)
+
+    def _load_rsc(self, pc: PipelineConfig, rsc_tasks: list[str]):  # noqa: ANN202
+        if not pc.rsc_weights:
+            raise PipelineConfigError(f"tasks {rsc_tasks} use customization 'rsc' but pipeline.rsc_weights is empty")
+        from ..models.rsc import load_customized  # written with the RSC issue
+
+        model = load_customized(resolve(pc.rsc_weights), self.graph.backbone)
+        missing = [t for t in rsc_tasks if t not in model.tasks]
+        if missing:
+            raise PipelineConfigError(f"RSC checkpoint {pc.rsc_weights} has no task(s) {missing}; "
+                                      f"it has {sorted(model.tasks)}")
+        return model
+
+    # ------------------------------------------------------------------ per pair
+
+    def preprocess(self, ir: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Checks sizes (optionally resizes RGB to the thermal size) and applies ``max_side``."""
+        import cv2
+
+        pc = self.cfg.pipeline
+        if ir.ndim != 2:
+            raise PairSizeMismatch(f"thermal frame must be (H, W), got {ir.shape}")
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise PairSizeMismatch(f"RGB frame must be (H, W, 3), got {rgb.shape}")
+        if rgb.shape[:2] != ir.shape:
+            if not pc.resize_mismatched:
+                raise PairSizeMismatch(f"thermal {ir.shape[1]}x{ir.shape[0]} and RGB {rgb.shape[1]}x{rgb.shape[0]} "
+                                       "differ (set pipeline.resize_mismatched to resize RGB to the thermal size)")
+            rgb = cv2.resize(rgb, (ir.shape[1], ir.shape[0]), interpolation=cv2.INTER_LINEAR)
+        h, w = ir.shape
+        if pc.max_side and max(h, w) > pc.max_side:
+            s = pc.max_side / max(h, w)
+            size = (max(1, round(w * s)), max(1, round(h * s)))
+            ir = cv2.resize(ir, size, interpolation=cv2.INTER_AREA)
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        return ir.astype(np.float32, copy=False), rgb.astype(np.float32, copy=False)
+
+    def run(self, pair: Pair) -> Result:
+        outputs, timings = self.run_arrays(pair.thermal.image, pair.rgb.image)
+        return Result(pair, outputs, timings)
+
+    def run_arrays(self, ir: np.ndarray, rgb: np.ndarray) -> tuple[dict[str, TaskOutput], dict[str, float]]:
+        """Thermal (H, W) and RGB (H, W, 3) float32 0..1 -> per-task outputs and stage timings (ms)."""
+        t_start = time.perf_counter()
+        ir, rgb = self.preprocess(ir, rgb)
+        ycc = rgb_to_ycbcr(rgb)
+        y = ycc[..., 0]
+        timings = {"preprocess": (time.perf_counter() - t_start) * 1e3}
+        ys, bt = self.backend.run(ir[None, None], y[None, None])
+        timings.update(bt)
+        fused_y: dict[str, np.ndarray] = {}
+        for p in self.plans:
+            if p.rsc:
+                t = time.perf_counter()
+                fused_y[p.cfg.name] = self.rsc.fuse_numpy(ir, y, p.cfg.name)
+                timings[f"rsc:{p.cfg.name}"] = (time.perf_counter() - t) * 1e3
+            else:
+                fused_y[p.cfg.name] = ys[p.head][0, 0]
+        outputs: dict[str, TaskOutput] = {}
+        t = time.perf_counter()
+        colour: dict[str, np.ndarray] = {}
+        for name, fy in fused_y.items():
+            if not np.isfinite(fy).all():
+                raise FloatingPointError(f"task '{name}': fused image contains NaN/inf")
+            c = ycc.copy()
+            c[..., 0] = fy
+            colour[name] = to_uint8(ycbcr_to_rgb(c))
+        timings["postprocess"] = (time.perf_counter() - t) * 1e3
+        for p in self.plans:
+            out = TaskOutput(fused_rgb=colour[p.cfg.name])
+            if p.network is not None:
+                t = time.perf_counter()
+                pred = p.network.predict_numpy(colour[p.cfg.name])
+                if p.cfg.kind == "detection":
+                    out.detections = pred
+                else:
+                    out.mask = pred
+                timings[f"task:{p.cfg.name}"] = (time.perf_counter() - t) * 1e3
+            outputs[p.cfg.name] = out
+        timings["total"] = (time.perf_counter() - t_start) * 1e3
+        return outputs, timings
+
+
+def fuse_pair_arrays(graph: MultiHeadFusion, ir: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """Convenience: generic fused colour image (uint8 RGB) from float arrays, eager torch."""
+    import torch
+
+    y = luminance(rgb)
+    with torch.inference_mode():
+        fy = graph(torch.from_numpy(ir[None, None].astype(np.float32)), torch.from_numpy(y[None, None]))[0]
+    ycc = rgb_to_ycbcr(rgb)
+    ycc[..., 0] = fy[0, 0].numpy()
+    return to_uint8(ycbcr_to_rgb(ycc))
