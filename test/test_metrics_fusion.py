@@ -197,5 +197,82 @@ def test_names_flags_and_speed_on_640x480():
     assert dt < 2.0, f"fusion_metrics took {dt:.2f} s on 640x480"
 
 
-def test_module_exports():
+def test_minimum_size_is_what_vif_needs():
+    ir, vi = _scene()
     assert fm.MIN_SIDE == 41
+    m = fusion_metrics(ir[:41, :41], vi[:41, :41], vi[:41, :41])  # smallest size VIF's 4th scale allows
+    assert math.isfinite(m["VIF"])
+    with pytest.raises(ValueError, match="at least 41"):
+        fusion_metrics(ir[:40, :60], vi[:40, :60], vi[:40, :60])
+
+
+# ---------------------------------------------------------------- ivif eval fusion
+
+
+def _write_pairs(root, n=3, size=(48, 64)):
+    """A tiny paired folder (ir/ 8-bit gray, vi/ RGB) and a fused folder of max(ir, gray vi) PNGs."""
+    (root / "pairs" / "ir").mkdir(parents=True)
+    (root / "pairs" / "vi").mkdir(parents=True)
+    (root / "fused").mkdir()
+    expected = {}
+    for i in range(n):
+        ir, vi = _scene(*size, seed=i)
+        vi_rgb = np.stack([vi, np.roll(vi, 3, axis=1), vi // 2], axis=-1)
+        name = f"{i:05d}N.png"
+        cv2.imwrite(str(root / "pairs" / "ir" / name), ir)
+        cv2.imwrite(str(root / "pairs" / "vi" / name), vi_rgb[..., ::-1])  # cv2 writes BGR
+        fused = np.maximum(ir, to_gray255(vi_rgb).astype(np.uint8))
+        cv2.imwrite(str(root / "fused" / name), fused)
+        expected[name] = fusion_metrics(ir, vi_rgb, fused)
+    return root / "pairs", root / "fused", expected
+
+
+def test_cli_eval_fusion_writes_csv_summary_and_markdown(tmp_path, capsys):
+    from ivif_fusion.cli import main
+
+    pairs, fused, expected = _write_pairs(tmp_path)
+    out = tmp_path / "res" / "results.csv"
+    assert main(["eval", "fusion", "--pairs", str(pairs), "--fused", str(fused), "--out", str(out),
+                 "--no-progress"]) == 0
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["name"] for r in rows] == sorted(expected)
+    for r in rows:
+        for k in METRIC_NAMES:
+            assert float(r[k]) == pytest.approx(expected[r["name"]][k], abs=1e-5), (r["name"], k)
+    with (tmp_path / "res" / "results_summary.csv").open() as fh:
+        summ = {r["metric"]: r for r in csv.DictReader(fh)}
+    assert list(summ) == list(METRIC_NAMES)
+    for k in METRIC_NAMES:
+        assert float(summ[k]["mean"]) == pytest.approx(np.mean([e[k] for e in expected.values()]), abs=1e-5)
+        assert summ[k]["n"] == "3"
+    assert summ["Nabf"]["higher_is_better"] == "0" and summ["EN"]["higher_is_better"] == "1"
+    md = (tmp_path / "res" / "results_summary.md").read_text()
+    assert "| Qabf |" in md and "| Nabf |" in md and "lower" in md
+    printed = capsys.readouterr().out
+    assert "| SSIM |" in printed and str(out) in printed and "results_summary.md" in printed
+
+
+def test_cli_eval_fusion_missing_fused_image_names_it(tmp_path, capsys):
+    from ivif_fusion.cli import main
+
+    pairs, fused, _ = _write_pairs(tmp_path)
+    (fused / "00001N.png").unlink()
+    assert main(["eval", "fusion", "--pairs", str(pairs), "--fused", str(fused), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR:") and "00001N.png" in err and "Traceback" not in err
+    # --only-fused evaluates the two that exist; the default output lands in the fused folder
+    assert main(["eval", "fusion", "--pairs", str(pairs), "--fused", str(fused), "--only-fused",
+                 "--no-progress"]) == 0
+    with (fused / "fusion_metrics.csv").open() as fh:
+        assert [r["name"] for r in csv.DictReader(fh)] == ["00000N.png", "00002N.png"]
+
+
+def test_cli_eval_fusion_wrong_size_fused_image_is_a_user_error(tmp_path, capsys):
+    from ivif_fusion.cli import main
+
+    pairs, fused, _ = _write_pairs(tmp_path, n=1)
+    cv2.imwrite(str(fused / "00000N.png"), np.zeros((50, 64), np.uint8))
+    assert main(["eval", "fusion", "--pairs", str(pairs), "--fused", str(fused), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "00000N.png" in err and "64x50" in err

@@ -3,10 +3,9 @@
 Conventions (full formulas and references in ``docs/metrics.md``):
 
 - Every image is reduced to one gray channel by BT.601 luminance (0.299 R + 0.587 G + 0.114 B)
-  and put on a 0..255 scale rounded to integers, held as float64. uint8 input is used as is;
-  float input must lie in 0..1 and is multiplied by 255 before rounding. The rounding happens
-  after the luminance, so a float RGB image and its uint8 version give the same gray image
-  (up to one level where the float image was not quantized).
+  on a 0..255 scale, rounded to integers and held as float64. uint8 input is used as is; float
+  input must lie in 0..1 and is first quantized to 8 bits per channel (round(255 x), as saving
+  a PNG would), so a float image and its uint8 version give exactly the same gray image.
 - ``A`` is the infrared image, ``B`` the visible image and ``F`` the fused image.
 - The per-metric functions (:func:`entropy`, :func:`vif`, ...) take gray 0..255 arrays as made by
   :func:`to_gray255`; :func:`fusion_metrics` does the conversion and the shape checks.
@@ -17,8 +16,12 @@ Conventions (full formulas and references in ``docs/metrics.md``):
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from ..errors import UserError
 
 #: Metric names in the order of the usual IVIF tables.
 METRIC_NAMES: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "Nabf")
@@ -66,7 +69,9 @@ def to_gray255(img: np.ndarray, name: str = "image") -> np.ndarray:
         if lo < -1e-3 or hi > 1.0 + 1e-3:
             raise ValueError(f"{name}: float images must be in 0..1, got values in [{lo:.4g}, {hi:.4g}] "
                              "(pass uint8 for 0..255 data)")
-        x = np.clip(x, 0.0, 1.0) * 255.0
+        # quantize each channel to 8 bits first, as saving a PNG would: a float image made from
+        # uint8 data then gives exactly the gray levels of that uint8 image
+        x = np.rint(np.clip(x, 0.0, 1.0) * 255.0)
     else:
         raise ValueError(f"{name}: unsupported dtype {a.dtype} (use uint8 0..255 or float 0..1)")
     if x.ndim == 3:
@@ -351,3 +356,102 @@ def fusion_metrics(ir: np.ndarray, vi: np.ndarray, fused: np.ndarray) -> dict[st
         "Nabf": n,
     }
     return {k: out[k] for k in METRIC_NAMES}
+
+
+# ---------------------------------------------------------------- folder evaluation
+
+
+class FusedFolderError(UserError):
+    """A fused-image folder does not match its paired folder (missing file, wrong size, bad dtype)."""
+
+
+def find_fused(fused_dir: Path, name: str) -> Path | None:
+    """The fused image for pair ``name``: same file name, else same stem with .png (then any image suffix)."""
+    from ..data.paired import IMAGE_SUFFIXES
+
+    exact = fused_dir / name
+    if exact.is_file():
+        return exact
+    stem = Path(name).stem
+    for suf in (".png", *IMAGE_SUFFIXES):
+        p = fused_dir / f"{stem}{suf}"
+        if p.is_file():
+            return p
+    return None
+
+
+def _fused_array(path: Path) -> np.ndarray:
+    from ..data.paired import read_image
+
+    img = read_image(path)
+    if img.dtype == np.uint16:
+        return img.astype(np.float64) / 65535.0
+    if img.dtype != np.uint8:
+        raise FusedFolderError(f"{path}: unsupported dtype {img.dtype} (expected 8- or 16-bit PNG)")
+    return img
+
+
+def evaluate_folder(pairs_root: str | Path, fused_dir: str | Path, *, only_fused: bool = False,
+                    resize_mismatched: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+    """Metrics of every fused image in ``fused_dir`` against its pair in the paired folder ``pairs_root``.
+
+    Args:
+        pairs_root: folder with ``ir/`` and ``vi/`` (:class:`ivif_fusion.data.paired.PairedFolder`).
+        fused_dir: folder with one fused image per pair, same file name (or same stem, ``.png``).
+        only_fused: evaluate only the pairs that have a fused image (default: a missing one is an error).
+        resize_mismatched: resize visible images whose size differs from their thermal partner.
+        progress: show a tqdm progress bar on stderr.
+
+    Returns:
+        One dict per pair: ``{"name": ..., "EN": ..., ..., "Nabf": ...}``, in name order.
+
+    Raises:
+        FusedFolderError: the fused folder is missing, a fused image is missing or has the wrong size.
+    """
+    from tqdm import tqdm
+
+    from ..data.paired import PairedFolder
+
+    fused_dir = Path(fused_dir)
+    if not fused_dir.is_dir():
+        raise FusedFolderError(f"fused folder {fused_dir} not found")
+    folder = PairedFolder(pairs_root, resize_mismatched=resize_mismatched)
+    found = {n: find_fused(fused_dir, n) for n in folder.names}
+    missing = [n for n, p in found.items() if p is None]
+    if missing and not only_fused:
+        raise FusedFolderError(f"{len(missing)} of {len(found)} pair(s) have no fused image in {fused_dir}; first: "
+                               f"'{missing[0]}' (expected {fused_dir / missing[0]} or the same stem with .png; "
+                               "--only-fused evaluates just the pairs that have one)")
+    names = [n for n in folder.names if found[n] is not None]
+    if not names:
+        raise FusedFolderError(f"no fused image in {fused_dir} matches a pair of {folder.root}")
+    rows = []
+    for name in tqdm(names, desc="fusion metrics", unit="img", disable=not progress):
+        s = folder.load(name)
+        path = found[name]
+        fused = _fused_array(path)
+        if fused.shape[:2] != s.ir.shape:
+            raise FusedFolderError(f"{path}: fused image is {fused.shape[1]}x{fused.shape[0]} but pair '{name}' is "
+                                   f"{s.ir.shape[1]}x{s.ir.shape[0]}")
+        try:
+            m = fusion_metrics(s.ir, s.vi, fused)
+        except ValueError as e:
+            raise FusedFolderError(f"pair '{name}': {e}") from e
+        rows.append({"name": name, **m})
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per metric: mean and std (ddof=0) over the images where it is finite, and that count.
+
+    Rows where a metric is NaN (undefined, e.g. flat sources) or +inf (PSNR of identical images)
+    are left out of that metric's mean; ``n`` says how many were used.
+    """
+    out = []
+    for k in METRIC_NAMES:
+        v = np.array([r[k] for r in rows], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        out.append({"metric": k, "mean": float(v.mean()) if v.size else float("nan"),
+                    "std": float(v.std()) if v.size else float("nan"), "n": int(v.size),
+                    "higher_is_better": HIGHER_IS_BETTER[k]})
+    return out
