@@ -1,0 +1,446 @@
+"""Pairing: message_filters ApproximateTime scenarios, slop, exact mode, accounting, LatestPairSlot.
+
+The scenario tests replay the timelines of message_filters' approximate-time policy tests
+(ASCII diagrams below: topic A = thermal, topic B = rgb, one character = 1 s) and check the
+documented expected output sets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from ivif_fusion.config import SyncConfig
+from ivif_fusion.runtime.sync import (STREAMS, ApproximateTimePolicy, ExactTimePolicy, LatestPairSlot,
+                                      Synchronizer, pair_drops)
+from ivif_fusion.runtime.types import DropReason, Frame, Pair
+
+S = 1_000_000_000  # one second in ns
+_IMG = np.zeros((1, 1), np.float32)
+
+
+def frame(stream: str, t_ns: int) -> Frame:
+    return Frame(stamp_ns=t_ns, frame_id=stream, image=_IMG, stream=stream)
+
+
+def run(sync: Synchronizer, events: list[tuple[float, str]]):
+    """Push (seconds, 'A'|'B') events; return (pairs as (thermal_s, rgb_s), all drops)."""
+    pairs, drops = [], []
+    for t, topic in events:
+        p, d = sync.push(frame("thermal" if topic == "A" else "rgb", int(round(t * S))))
+        pairs += [(x.thermal.stamp_ns / S, x.rgb.stamp_ns / S) for x in p]
+        drops += d
+        assert sync.balanced()
+    return pairs, drops
+
+
+def approx(queue_size: int = 10, slop_s: float | None = None, **kw) -> Synchronizer:
+    return Synchronizer("approximate", queue_size, slop_s, **kw)
+
+
+# ----------------------------------------------------------------------------- published scenarios
+
+
+def test_exact_match():
+    # A: a..b..c   B: A..B..C   ->  (a,A) (b,B) (c,C)
+    ev = [(0, "A"), (0, "B"), (3, "A"), (3, "B"), (6, "A"), (6, "B")]
+    pairs, drops = run(approx(), ev)
+    assert pairs == [(0, 0), (3, 3), (6, 6)]
+    assert drops == []
+
+
+def test_perfect_match():
+    # A: a..b..c.   B: .A..B..C   ->  (a,A) (b,B); (c,C) stays a candidate (not yet proven best)
+    ev = [(0, "A"), (1, "B"), (3, "A"), (4, "B"), (6, "A"), (7, "B")]
+    sync = approx()
+    pairs, drops = run(sync, ev)
+    assert pairs == [(0, 1), (3, 4)]
+    assert drops == []
+    assert sync.queued("thermal") == 1 and sync.queued("rgb") == 1
+    left = sync.flush()
+    assert sorted((d.stream, d.stamp_ns, d.reason) for d in left) == [
+        ("rgb", 7 * S, DropReason.UNFLUSHED), ("thermal", 6 * S, DropReason.UNFLUSHED)]
+    assert sync.balanced() and sync.queued("thermal") == 0
+
+
+def test_imperfect_match():
+    # A: a.xb..c.   B: .A...B.C   ->  (a,A) (c,B); x and b lose to the better set (c,B)
+    ev = [(0, "A"), (1, "B"), (2, "A"), (3, "A"), (5, "B"), (6, "A"), (7, "B")]
+    pairs, drops = run(approx(), ev)
+    assert pairs == [(0, 1), (6, 5)]
+    assert sorted((d.stream, d.stamp_ns // S, d.reason) for d in drops) == [
+        ("thermal", 2, DropReason.SUPERSEDED), ("thermal", 3, DropReason.SUPERSEDED)]
+
+
+def test_acceleration():
+    # t:  0123456789012345678
+    # A:  a...........b....c.
+    # B:  .......A.......B..C   ->  (b,A) (c,C)
+    ev = [(0, "A"), (7, "B"), (12, "A"), (15, "B"), (17, "A"), (18, "B")]
+    pairs, drops = run(approx(), ev)
+    assert pairs == [(12, 7), (17, 18)]
+    assert sorted((d.stream, d.stamp_ns // S, d.reason) for d in drops) == [
+        ("rgb", 15, DropReason.SUPERSEDED), ("thermal", 0, DropReason.SUPERSEDED)]
+
+
+DROPPED_EVENTS = [(0, "A"), (1, "B"), (3, "B"), (4, "A"), (7, "B"), (8, "A"), (10, "A"), (11, "B"),
+                  (13, "A"), (14, "B")]
+
+
+def test_dropped_messages_queue_1():
+    # Queue size 1 (too small)
+    # t:  012345678901234
+    # A:  a...b...c.d..e.
+    # B:  .A.B...C...D..E   ->  (b,B) (d,D)
+    sync = approx(queue_size=1)
+    pairs, drops = run(sync, DROPPED_EVENTS)
+    assert pairs == [(4, 3), (10, 11)]
+    assert Counter(d.reason for d in drops)[DropReason.QUEUE_OVERFLOW] >= 1
+    sync.flush()
+    c = sync.counters
+    assert c.received == {"thermal": 5, "rgb": 5} and c.paired == {"thermal": 2, "rgb": 2}
+    assert all(c.total_dropped(s) == 3 for s in STREAMS)
+
+
+def test_dropped_messages_queue_2():
+    # Queue size 2 (just enough): (a,A) (b,B) (c,C) (d,D)
+    pairs, _ = run(approx(queue_size=2), DROPPED_EVENTS)
+    assert pairs == [(0, 1), (4, 3), (8, 7), (10, 11)]
+
+
+def test_long_queue():
+    # Queue size 5
+    # t:  012345678901234
+    # A:  abcdefghiklmnp.
+    # B:  ...j......o....   ->  (l,o) only: j's partners were pushed out of the full queue
+    ev = [(t, "A") for t in range(9)] + [(3, "B"), (9, "A"), (10, "A"), (11, "A"), (12, "A"), (10, "B"),
+                                         (13, "A")]
+    sync = approx(queue_size=5)
+    pairs, drops = run(sync, ev)
+    assert pairs == [(10, 10)]
+    reasons = Counter((d.stream, d.reason) for d in drops)
+    assert reasons[("thermal", DropReason.QUEUE_OVERFLOW)] >= 4
+    assert ("rgb", DropReason.NO_PARTNER) in reasons  # j had no valid partner left
+
+
+def test_double_publish():
+    # A: a..b   B: .A.B   (B arrives before b) -> b's arrival emits (a,A) then (b,B)
+    sync = approx()
+    run(sync, [(0, "A"), (1, "B"), (3, "B")])
+    pairs, drops = sync.push(frame("thermal", 3 * S))
+    assert [(p.thermal.stamp_ns // S, p.rgb.stamp_ns // S) for p in pairs] == [(0, 1), (3, 3)]
+    assert drops == []
+
+
+def test_rate_bound():
+    # A: a..b..c.   B: .A..B..C
+    # lower bound on A's period 1.5 s -> (a,A) (b,B); 2 s -> (c,C) is proven optimal at once
+    ev = [(0, "A"), (1, "B"), (3, "A"), (4, "B"), (6, "A"), (7, "B")]
+    pairs, _ = run(approx(inter_message_lower_bound_s={"thermal": 1.5}), ev)
+    assert pairs == [(0, 1), (3, 4)]
+    pairs, _ = run(approx(inter_message_lower_bound_s={"thermal": 2.0}), ev)
+    assert pairs == [(0, 1), (3, 4), (6, 7)]
+
+
+def _policy_run(policy, events):
+    out = []
+    for t, topic in events:
+        sets, _ = policy.add(topic, t)
+        out += [tuple(e[0] for e in s) for s in sets]
+    return out
+
+
+def test_four_topics():
+    # t:  012345678901234
+    # A:  a....e..i.m..n.
+    # B:  .b....g..j....o
+    # C:  ..c...h...k....
+    # D:  ...d.f.....l...   ->  (a,b,c,d) (e,g,h,f) (m,j,k,l)
+    ev = [(0, 0), (1, 1), (2, 2), (3, 3), (5, 0), (5, 3), (6, 1), (6, 2), (8, 0), (9, 1), (10, 2), (11, 3),
+          (10, 0), (13, 0), (14, 1)]
+    assert _policy_run(ApproximateTimePolicy(4, 10), ev) == [(0, 1, 2, 3), (5, 6, 6, 5), (10, 9, 10, 11)]
+
+
+def test_early_publish():
+    # A: a......e  B: .b  C: ..c  D: ...d  -> (a,b,c,d) is emitted as soon as e proves it optimal
+    ev = [(0, 0), (1, 1), (2, 2), (3, 3), (7, 0)]
+    assert _policy_run(ApproximateTimePolicy(4, 10), ev) == [(0, 1, 2, 3)]
+
+
+# ----------------------------------------------------------------------------- slop (rclpy semantics)
+
+
+def test_slop_rejects_wide_sets():
+    sync = approx(slop_s=0.05)
+    p, d = sync.push(frame("thermal", 0))
+    assert (p, d) == ([], [])
+    p, d = sync.push(frame("rgb", 100_000_000))  # 100 ms apart > 50 ms
+    assert p == [] and [(x.stream, x.stamp_ns, x.reason) for x in d] == [("thermal", 0, DropReason.NO_PARTNER)]
+    p, d = sync.push(frame("thermal", 110_000_000))
+    assert (p, d) == ([], [])  # (110, 100) is a candidate, not yet proven best
+    p, d = sync.push(frame("rgb", 200_000_000))
+    assert [(x.thermal.stamp_ns, x.rgb.stamp_ns) for x in p] == [(110_000_000, 100_000_000)]
+    assert d == []
+
+
+def test_slop_boundary_is_inclusive():
+    ms = 1_000_000
+    ev = [(0, "A"), (0.05, "B"), (0.2, "A"), (0.26, "B"), (0.4, "A"), (0.45, "B"), (0.6, "A"), (0.6, "B")]
+    pairs, drops = run(approx(slop_s=0.05), ev)
+    # span exactly 50 ms pairs; 60 ms does not
+    assert [(round(a * 1000), round(b * 1000)) for a, b in pairs] == [(0, 50), (400, 450), (600, 600)]
+    assert sorted((d.stream, d.stamp_ns // ms, d.reason) for d in drops) == [
+        ("rgb", 260, DropReason.NO_PARTNER), ("thermal", 200, DropReason.NO_PARTNER)]
+
+
+def test_slop_zero_pairs_only_equal_stamps():
+    ev = [(0, "A"), (0, "B"), (1, "A"), (1.001, "B"), (2, "A"), (2, "B")]
+    pairs, _ = run(approx(slop_s=0.0), ev)
+    assert pairs == [(0, 0), (2, 2)]
+
+
+def test_from_config():
+    sync = Synchronizer.from_config(SyncConfig(mode="exact", queue_size=3, slop_s=0.01))
+    assert sync.mode == "exact" and sync.queue_size == 3 and sync.slop_ns == 10_000_000
+    sync = Synchronizer.from_config(SyncConfig())
+    assert sync.mode == "approximate" and sync.slop_ns == 50_000_000
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        Synchronizer("nearest")
+    with pytest.raises(ValueError, match="slop"):
+        Synchronizer(slop_s=-1)
+    with pytest.raises(ValueError, match="queue_size"):
+        Synchronizer(queue_size=0)
+    with pytest.raises(ValueError, match="stream"):
+        Synchronizer().push(frame("depth", 0))
+
+
+# ----------------------------------------------------------------------------- exact mode
+
+
+def test_exact_mode_pairs_equal_stamps_and_drops_older():
+    sync = Synchronizer("exact", queue_size=10)
+    ev = [(1, "A"), (2, "A"), (2, "B"), (3, "B"), (4, "A"), (4, "B")]
+    pairs, drops = run(sync, ev)
+    assert pairs == [(2, 2), (4, 4)]
+    assert sorted((d.stream, d.stamp_ns // S, d.reason) for d in drops) == [
+        ("rgb", 3, DropReason.NO_PARTNER), ("thermal", 1, DropReason.NO_PARTNER)]
+    assert sync.queued("thermal") == 0 and sync.queued("rgb") == 0
+
+
+def test_exact_mode_queue_bound():
+    sync = Synchronizer("exact", queue_size=2)
+    pairs, drops = run(sync, [(1, "A"), (2, "A"), (3, "A"), (3, "B")])
+    assert pairs == [(3, 3)]
+    assert [(d.stamp_ns // S, d.reason) for d in drops] == [(1, DropReason.QUEUE_OVERFLOW),
+                                                            (2, DropReason.NO_PARTNER)]
+
+
+def test_exact_policy_direct():
+    p = ExactTimePolicy(2, 5)
+    assert p.add(0, 5) == ([], [])
+    sets, drops = p.add(1, 5, "x")
+    assert sets == [((5, None), (5, "x"))] and drops == []
+    sets, drops = p.add(0, 4)  # older than the last emitted set
+    assert sets == [] and drops[0][2] == DropReason.NO_PARTNER
+
+
+# ----------------------------------------------------------------------------- order, duplicates, accounting
+
+
+@pytest.mark.parametrize("mode", ["approximate", "exact"])
+def test_out_of_order_and_duplicate(mode):
+    sync = Synchronizer(mode, 10, 0.05)
+    assert sync.push(frame("thermal", 10 * S)) == ([], [])
+    _, d = sync.push(frame("thermal", 10 * S))
+    assert [(x.reason, x.stamp_ns) for x in d] == [(DropReason.DUPLICATE, 10 * S)]
+    _, d = sync.push(frame("thermal", 9 * S))
+    assert [x.reason for x in d] == [DropReason.OUT_OF_ORDER]
+    sync.push(frame("thermal", 11 * S))
+    _, d = sync.push(frame("thermal", 10 * S))  # older than last, but a stamp already seen
+    assert [x.reason for x in d] == [DropReason.DUPLICATE]
+    c = sync.counters
+    assert c.received["thermal"] == 5 and c.dropped["thermal"] == {DropReason.DUPLICATE: 2,
+                                                                   DropReason.OUT_OF_ORDER: 1}
+    assert sync.queued("thermal") == 2 and sync.balanced()
+
+
+def test_reject_counts_and_seq():
+    sync = approx()
+    f0, f1 = frame("rgb", 0), frame("rgb", S)
+    sync.push(f0)
+    d = sync.reject("rgb", 5, DropReason.DECODE_ERROR, "bad jpeg")
+    sync.push(f1)
+    assert (f0.seq, f1.seq) == (0, 2)
+    assert d.reason == DropReason.DECODE_ERROR and d.stream == "rgb" and d.detail == "bad jpeg"
+    assert sync.counters.as_dict() == {"received": {"thermal": 0, "rgb": 3}, "paired": {"thermal": 0, "rgb": 0},
+                                       "dropped": {"thermal": {}, "rgb": {"decode_error": 1}}}
+    assert sync.balanced()
+
+
+def _random_events(rng: np.random.Generator, n: int):
+    """Two jittery camera streams (thermal ~ 30 Hz, rgb ~ 25 Hz) with gaps, duplicates and local reordering."""
+    events = []
+    for stream, period in (("thermal", 33_333_333), ("rgb", 40_000_000)):
+        t = np.cumsum(rng.integers(period // 2, period * 2, size=n)) + rng.integers(0, period)
+        keep = rng.random(n) > 0.1                                  # 10 % lost frames
+        for ts in t[keep]:
+            events.append([int(ts) + int(rng.integers(0, 60_000_000)), stream, int(ts)])  # arrival delay
+    events.sort()
+    # duplicates and local reorderings (a frame overtaken by up to 5 later ones)
+    for i in rng.choice(len(events), size=len(events) // 20, replace=False):
+        events.insert(int(i), list(events[int(i)]))
+    for _ in range(len(events) // 30):
+        i = int(rng.integers(0, len(events) - 6))
+        j = i + int(rng.integers(1, 6))
+        events[i], events[j] = events[j], events[i]
+    return [(stream, ts) for _, stream, ts in events]
+
+
+@pytest.mark.parametrize("mode,queue_size,slop_s", [
+    ("approximate", 10, 0.05), ("approximate", 2, 0.02), ("approximate", 1, None), ("approximate", 5, 0.0),
+    ("exact", 10, 0.05), ("exact", 1, 0.05)])
+def test_random_streams_every_frame_accounted(mode, queue_size, slop_s):
+    rng = np.random.default_rng(1234 + queue_size)
+    events = _random_events(rng, 400)
+    if mode == "exact" or slop_s == 0.0:  # give equal-stamp matching something: snap stamps to a 20 ms grid
+        events = [(s, ts // 20_000_000 * 20_000_000) for s, ts in events]
+    sync = Synchronizer(mode, queue_size, slop_s)
+    frames = [frame(s, ts) for s, ts in events]
+    used: Counter = Counter()
+    pairs_all: list[Pair] = []
+    drops_all = []
+    for f in frames:
+        pairs, drops = sync.push(f)
+        pairs_all += pairs
+        drops_all += drops
+        for p in pairs:
+            used[id(p.thermal)] += 1
+            used[id(p.rgb)] += 1
+            assert p.thermal.stream == "thermal" and p.rgb.stream == "rgb"
+        assert sync.balanced()
+    drops_all += sync.flush()
+    assert sync.balanced() and sync.queued("thermal") == sync.queued("rgb") == 0
+    # every frame exactly once: as part of one pair or as one drop
+    assert max(used.values(), default=1) == 1
+    out = Counter((d.stream, d.stamp_ns) for d in drops_all)
+    for p in pairs_all:
+        out[("thermal", p.thermal.stamp_ns)] += 1
+        out[("rgb", p.rgb.stamp_ns)] += 1
+    assert out == Counter((f.stream, f.stamp_ns) for f in frames)
+    c = sync.counters
+    for s in STREAMS:
+        assert c.received[s] == c.paired[s] + c.total_dropped(s) == sum(1 for f in frames if f.stream == s)
+    assert len(pairs_all) == c.pairs > 0
+    # sets never cross and respect the slop
+    for s in ("thermal", "rgb"):
+        st = [getattr(p, s).stamp_ns for p in pairs_all]
+        assert st == sorted(st) and len(set(st)) == len(st)
+    if mode == "exact" or slop_s == 0.0:
+        assert all(p.thermal.stamp_ns == p.rgb.stamp_ns for p in pairs_all)
+    elif slop_s is not None:
+        assert all(abs(p.thermal.stamp_ns - p.rgb.stamp_ns) <= int(slop_s * S) for p in pairs_all)
+
+
+@pytest.mark.parametrize("slop_s", [None, 0.03])
+def test_output_depends_only_on_stamps(slop_s):
+    """Property 6 of the policy: with a large enough queue, cross-topic arrival order does not matter."""
+    rng = np.random.default_rng(7)
+    ta = np.cumsum(rng.integers(20, 50, size=60)) * 1_000_000
+    tb = np.cumsum(rng.integers(25, 45, size=60)) * 1_000_000
+    results = []
+    for trial in range(4):
+        # random interleaving, each topic still in order
+        order = rng.permutation(["A"] * len(ta) + ["B"] * len(tb))
+        ia = ib = 0
+        events = []
+        for o in order:
+            if o == "A":
+                events.append((ta[ia] / S, "A"))
+                ia += 1
+            else:
+                events.append((tb[ib] / S, "B"))
+                ib += 1
+        pairs, _ = run(approx(queue_size=200, slop_s=slop_s), events)
+        results.append(pairs)
+    assert len(results[0]) > 30
+    assert all(r == results[0] for r in results[1:])
+
+
+def test_pairs_are_minimal_span_against_brute_force():
+    """With one message per topic alternating, each emitted pair is the closest available."""
+    rng = np.random.default_rng(3)
+    ta = np.cumsum(rng.integers(30, 40, size=50)) * 1_000_000
+    tb = ta + rng.integers(-8, 9, size=50) * 1_000_000  # each A has one obviously best B
+    events = sorted([(t / S, "A") for t in ta] + [(t / S, "B") for t in tb])
+    pairs, _ = run(approx(queue_size=10, slop_s=0.02), events)
+    expected = [(a / S, b / S) for a, b in zip(ta, tb)][:len(pairs)]
+    assert len(pairs) >= 48 and pairs == expected
+
+
+# ----------------------------------------------------------------------------- LatestPairSlot
+
+
+def _pair(t: int) -> Pair:
+    return Pair(frame("thermal", t), frame("rgb", t))
+
+
+def test_latest_pair_slot_supersedes():
+    slot = LatestPairSlot()
+    assert slot.get(timeout=0) is None
+    p1, p2 = _pair(1), _pair(2)
+    assert slot.put(p1) is None
+    assert len(slot) == 1
+    old = slot.put(p2)
+    assert old is p1
+    drops = pair_drops(old, DropReason.SUPERSEDED, "newer pair")
+    assert [(d.stream, d.stamp_ns, d.reason) for d in drops] == [
+        ("thermal", 1, DropReason.SUPERSEDED), ("rgb", 1, DropReason.SUPERSEDED)]
+    assert slot.get(timeout=0.01) is p2
+    assert slot.get(timeout=0.01) is None and len(slot) == 0
+
+
+def test_latest_pair_slot_threads():
+    slot = LatestPairSlot()
+    got: list[Pair] = []
+    superseded = 0
+
+    def consumer():
+        while True:
+            p = slot.get(timeout=2.0)
+            if p is None:
+                return
+            got.append(p)
+            time.sleep(0.002)  # slower than the producer
+
+    th = threading.Thread(target=consumer)
+    th.start()
+    for t in range(300):
+        if slot.put(_pair(t)) is not None:
+            superseded += 1
+    time.sleep(0.05)
+    slot.close()
+    th.join(timeout=5)
+    assert not th.is_alive()
+    # every pair was either consumed or superseded, consumed ones in order, the newest always delivered
+    assert len(got) + superseded == 300
+    stamps = [p.stamp_ns for p in got]
+    assert stamps == sorted(stamps) and stamps[-1] == 299 and superseded > 0
+
+
+def test_latest_pair_slot_close_wakes_waiter():
+    slot = LatestPairSlot()
+    res = []
+    th = threading.Thread(target=lambda: res.append(slot.get(timeout=10)))
+    th.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    assert slot.close() is None
+    th.join(timeout=2)
+    assert res == [None] and time.monotonic() - t0 < 1.0
