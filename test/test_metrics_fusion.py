@@ -100,6 +100,9 @@ def test_cc_psnr_and_scd_identities():
     a, b = ir.astype(np.float64), vi.astype(np.float64)
     assert scd(a, b, a + b) == pytest.approx(2.0, abs=1e-12)
     assert correlation(a, np.full_like(a, 3.0)) == 0.0  # documented convention for a constant image
+    # per pixel (max - A)^2 + (max - B)^2 = (A - B)^2: F = max(A, B) has the PSNR of F = A and of F = B
+    assert psnr(a, b, np.maximum(a, b)) == pytest.approx(psnr(a, b, a), abs=1e-12)
+    assert psnr(a, b, b) == pytest.approx(psnr(a, b, a), abs=1e-12)
 
 
 def test_vif_of_image_with_itself_is_one_and_flat_reference_is_nan():
@@ -189,12 +192,13 @@ def test_names_flags_and_speed_on_640x480():
     vi = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 1)
     fused = ((ir.astype(np.uint16) + vi[..., 1]) // 2).astype(np.uint8)
     fusion_metrics(ir, vi, fused)  # warm-up (cv2 import)
-    t0 = time.perf_counter()
+    # CPU time of this process, not wall time: the 2 cores are shared with other jobs
+    t0 = time.process_time()
     m = fusion_metrics(ir, vi, fused)
-    dt = time.perf_counter() - t0
+    dt = time.process_time() - t0
     assert list(m) == list(METRIC_NAMES)
     assert all(math.isfinite(v) for v in m.values())
-    assert dt < 2.0, f"fusion_metrics took {dt:.2f} s on 640x480"
+    assert dt < 2.0, f"fusion_metrics took {dt:.2f} s of CPU on 640x480"
 
 
 def test_minimum_size_is_what_vif_needs():
