@@ -280,3 +280,17 @@ def test_cli_eval_fusion_wrong_size_fused_image_is_a_user_error(tmp_path, capsys
     assert main(["eval", "fusion", "--pairs", str(pairs), "--fused", str(fused), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "00000N.png" in err and "64x50" in err
+
+
+def test_separable_filter_equals_2d_valid_correlation():
+    # VIF and SSIM rest on this: OpenCV filtering cropped to the window-inside region
+    from scipy.signal import correlate2d
+
+    x = np.random.default_rng(3).random((23, 30)) * 255
+    for size, sigma in ((17, 3.4), (11, 1.5), (3, 0.6)):
+        k = fm._gauss1d(size, sigma)
+        assert k.sum() == pytest.approx(1.0)
+        ref = correlate2d(x, np.outer(k, k), mode="valid")
+        got = fm._filter_valid(x, k)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
