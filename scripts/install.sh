@@ -10,6 +10,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
 .venv/bin/python -m pip install -q -r requirements-ros.txt
+.venv/bin/python -m pip install -q -r requirements-tools.txt
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 # Ultralytics runs offline from a project-owned settings folder with its font present.
 mkdir -p .yolo_config/Ultralytics
