@@ -159,8 +159,8 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
     loader = DataLoader(data, batch_sampler=sampler, num_workers=0)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.epochs
-    if max_steps is not None:
-        total = min(total, max_steps)
+    # max_steps stops early (tests, interrupted runs) without changing the LR schedule.
+    stop = total if max_steps is None else min(total, max_steps)
     step, start_epoch = 0, 0
     if cfg.resume:
         state = checkpoint.load(resolve(cfg.resume), "vfn-train-state")
@@ -179,9 +179,9 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
         if new_log:
             log.writerow(["step", "epoch", "lr", "loss", "intensity", "gradient", "seconds"])
     t0 = time.time()
-    bar = tqdm(total=total, initial=step, desc="train fusion", disable=not (progress and rank0), unit="step")
+    bar = tqdm(total=stop, initial=step, desc="train fusion", disable=not (progress and rank0), unit="step")
     model.train()
-    done = step >= total
+    done = step >= stop
     epoch = start_epoch
     while not done:
         data.set_epoch(epoch)
@@ -208,7 +208,7 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
                 log_f.flush()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-            if step >= total:
+            if step >= stop:
                 done = True
                 break
         epoch += 1

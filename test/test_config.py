@@ -1,0 +1,47 @@
+"""Config schema: shipped YAML files load, every key documented, unknown keys get a hint."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from ivif_fusion import config as C
+from ivif_fusion.paths import CONFIG_DIR
+
+
+def test_shipped_runtime_config_loads_and_covers_every_key():
+    cfg = C.load_runtime()
+    assert isinstance(cfg.pipeline.tasks[0], C.TaskConfig)
+    raw = yaml.safe_load((CONFIG_DIR / "multitask.yaml").read_text())
+    for section in ("pipeline", "sync", "ros", "replay"):
+        fields = {f.name for f in dataclasses.fields(getattr(cfg, section))}
+        assert set(raw[section]) == fields, f"config/multitask.yaml section '{section}' must list every key"
+
+
+def test_every_parameter_has_a_description():
+    for cls in (C.RuntimeConfig, C.TrainFusionConfig, C.TaskConfig):
+        for name, _tp, _default, helptext in C.describe(cls):
+            assert helptext.strip(), f"{cls.__name__}.{name} has no description"
+
+
+def test_unknown_key_did_you_mean_and_type_checks():
+    with pytest.raises(C.ConfigError, match="did you mean 'slop_s'"):
+        C.from_dict(C.RuntimeConfig, {"sync": {"slop": 0.1}})
+    with pytest.raises(C.ConfigError, match="expected int"):
+        C.from_dict(C.SyncConfig, {"queue_size": "ten"})
+    with pytest.raises(C.ConfigError, match="not one of"):
+        C.from_dict(C.SyncConfig, {"mode": "fuzzy"})
+    with pytest.raises(C.ConfigError, match="below the minimum"):
+        C.from_dict(C.SyncConfig, {"queue_size": 0})
+    assert C.from_dict(C.SyncConfig, {"slop_s": 1}).slop_s == 1.0  # int accepted for float
+
+
+def test_overrides_and_yaml_dump_round_trip(tmp_path):
+    cfg = C.load_runtime(overrides={"sync.slop_s": 0.02, "pipeline.threads": 1})
+    assert cfg.sync.slop_s == 0.02 and cfg.pipeline.threads == 1
+    p = tmp_path / "c.yaml"
+    p.write_text(C.dump_yaml(cfg))
+    again = C.load(C.RuntimeConfig, p)
+    assert C.to_dict(again) == C.to_dict(cfg)
+    with pytest.raises(C.ConfigError, match="not found"):
+        C.load(C.RuntimeConfig, tmp_path / "missing.yaml")

@@ -1,0 +1,106 @@
+"""Paired-folder reading: 8/16-bit thermal, gray/RGBA visible, and every documented error."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ivif_fusion.data.labels import LabelError, read_classes, read_yolo, yolo_to_xyxy
+from ivif_fusion.data.paired import PairedFolder, SizeMismatchError, UnpairedError, UnreadableImageError
+from ivif_fusion.data.splits import msrs_split, training_names
+from ivif_fusion.imageops import ImageError, normalize_thermal, normalize_visible
+
+
+def _write(root: Path, sub: str, name: str, img: np.ndarray) -> None:
+    (root / sub).mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(root / sub / name), img)
+
+
+def test_8bit_and_16bit_thermal_gray_and_rgba_visible(tmp_path):
+    ir16 = np.zeros((6, 8), np.uint16)
+    ir16[:, 4:] = 30000
+    ir16[0, 0] = 29000
+    _write(tmp_path, "ir", "a.png", ir16)
+    _write(tmp_path, "vi", "a.png", np.full((6, 8), 128, np.uint8))  # grayscale visible
+    _write(tmp_path, "ir", "b.png", np.full((6, 8), 51, np.uint8))
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[..., 2] = 255  # OpenCV BGRA: red channel
+    rgba[..., 3] = 7    # alpha is dropped
+    _write(tmp_path, "vi", "b.png", rgba)
+    ds = PairedFolder(tmp_path)
+    assert ds.names == ["a.png", "b.png"]
+    a, b = ds[0], ds[1]
+    assert a.ir.dtype == np.float32 and a.ir.shape == (6, 8)
+    # 16-bit: percentile stretch, so the hot half maps to 1 and the cold half to 0.
+    assert a.ir[:, 4:].min() == pytest.approx(1.0) and a.ir[1:, :4].max() == pytest.approx(0.0)
+    assert a.vi.shape == (6, 8, 3) and np.allclose(a.vi, 128 / 255)
+    assert np.allclose(b.ir, 51 / 255)
+    np.testing.assert_allclose(b.vi[0, 0], [1.0, 0.0, 0.0])  # RGB order inside the core
+
+
+def test_unpaired_names_raise_or_are_skipped(tmp_path):
+    _write(tmp_path, "ir", "a.png", np.zeros((4, 4), np.uint8))
+    _write(tmp_path, "vi", "a.png", np.zeros((4, 4, 3), np.uint8))
+    _write(tmp_path, "ir", "lonely.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(UnpairedError, match="lonely.png"):
+        PairedFolder(tmp_path)
+    ds = PairedFolder(tmp_path, strict=False)
+    assert ds.names == ["a.png"] and ds.unpaired == ["lonely.png"]
+
+
+def test_corrupt_png_and_size_mismatch(tmp_path):
+    _write(tmp_path, "ir", "a.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "vi").mkdir()
+    (tmp_path / "vi" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(UnreadableImageError, match="a.png"):
+        PairedFolder(tmp_path)[0]
+    _write(tmp_path, "vi", "a.png", np.zeros((5, 4, 3), np.uint8))
+    with pytest.raises(SizeMismatchError, match="4x4.*4x5"):
+        PairedFolder(tmp_path)[0]
+    s = PairedFolder(tmp_path, resize_mismatched=True)[0]
+    assert s.vi.shape == (4, 4, 3)
+
+
+def test_missing_subfolder(tmp_path):
+    (tmp_path / "ir").mkdir()
+    with pytest.raises(ValueError, match="vi/"):
+        PairedFolder(tmp_path)
+
+
+def test_normalize_errors():
+    with pytest.raises(ImageError):
+        normalize_thermal(np.array([[np.nan, 1.0]], np.float32))
+    with pytest.raises(ImageError):
+        normalize_visible(np.zeros((2, 2, 2), np.uint8))
+    assert np.all(normalize_thermal(np.full((3, 3), 1000, np.uint16)) == 0)  # constant 16-bit -> 0
+
+
+def test_msrs_split_ranges_keep_eval_out_of_training():
+    names = ["00004N.png", "00107D.png", "00111D.png", "00131D.png", "01399N.png", "01400D.png"]
+    assert msrs_split(names, "eval") == ["00004N.png", "00107D.png"]
+    assert msrs_split(names, "train") == ["00131D.png", "01399N.png"]
+    assert msrs_split(names, "val") == ["01400D.png"]
+    assert training_names("MSRS", names) == ["00131D.png", "01399N.png"]
+    assert training_names("TNO", ["b", "a"]) == ["a", "b"]
+
+
+def test_real_msrs_eval_split_is_the_first_20(msrs_root):
+    ds = PairedFolder(msrs_root)
+    ev = msrs_split(ds.names, "eval")
+    assert len(ds) == 365 and len(ev) == 20
+    assert ev[0] == "00004N.png" and ev[-1] == "00107D.png" and ev == ds.names[:20]
+    assert not set(ev) & set(training_names("MSRS", ds.names))
+
+
+def test_yolo_labels(tmp_path, msrs_root):
+    p = tmp_path / "x.txt"
+    p.write_text("1 0.5 0.5 0.2 0.4\n\n")
+    lab = read_yolo(p)
+    np.testing.assert_allclose(yolo_to_xyxy(lab, 100, 50)[0], [1, 40, 15, 60, 35])
+    p.write_text("1 0.5 0.5\n")
+    with pytest.raises(LabelError, match="x.txt:1"):
+        read_yolo(p)
+    with pytest.raises(LabelError, match="missing"):
+        read_yolo(tmp_path / "none.txt")
+    assert read_classes(msrs_root / "labels_det" / "classes.txt") == ["person", "bicycle", "car"]

@@ -1,0 +1,112 @@
+"""Pipeline: backbone once, per-task outputs, colour, timings, errors; `ivif fuse` end to end."""
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ivif_fusion.cli import main
+from ivif_fusion.colour import luminance, rgb_to_ycbcr, ycbcr_to_rgb
+from ivif_fusion.config import load_runtime
+from ivif_fusion.models import checkpoint
+from ivif_fusion.runtime.pipeline import PairSizeMismatch, Pipeline, PipelineConfigError
+from ivif_fusion.runtime.types import Frame, Pair
+
+
+def _cfg(ckpt, **over):
+    o = {"pipeline.backbone_weights": str(ckpt), "pipeline.threads": 1}
+    o.update(over)
+    return load_runtime(overrides=o)
+
+
+def _pair(h=24, w=32, seed=0):
+    rng = np.random.default_rng(seed)
+    ir = rng.random((h, w)).astype(np.float32)
+    rgb = rng.random((h, w, 3)).astype(np.float32)
+    return Pair(Frame(10, "thermal", ir, "mono8", "thermal"), Frame(11, "rgb", rgb, "rgb8", "rgb"))
+
+
+def test_one_task_output_matches_backbone_and_keeps_visible_colour(random_vfn_ckpt):
+    pipe = Pipeline.from_config(_cfg(random_vfn_ckpt))
+    pair = _pair()
+    res = pipe.run(pair)
+    out = res.outputs["fusion"].fused_rgb
+    assert out.dtype == np.uint8 and out.shape == (24, 32, 3)
+    m = checkpoint.load_vfn(random_vfn_ckpt)
+    with torch.no_grad():
+        fy = m(torch.from_numpy(pair.thermal.image)[None, None],
+               torch.from_numpy(luminance(pair.rgb.image))[None, None])[0, 0].numpy()
+    # Definition: fused Y with the visible CbCr, back to RGB (clipped), rounded to uint8.
+    ycc = rgb_to_ycbcr(pair.rgb.image)
+    ycc[..., 0] = fy
+    expected = np.clip(np.rint(ycbcr_to_rgb(ycc) * 255), 0, 255)
+    assert np.abs(out.astype(int) - expected).max() <= 1
+    for stage in ("preprocess", "backbone", "head:generic", "postprocess", "total"):
+        assert res.timings_ms[stage] >= 0
+    assert res.pair is pair
+
+
+def test_two_generic_tasks_share_one_backbone_run(random_vfn_ckpt):
+    cfg = _cfg(random_vfn_ckpt, **{"pipeline.tasks": [{"name": "a", "kind": "fusion"}, {"name": "b", "kind": "fusion"}]})
+    pipe = Pipeline.from_config(cfg)
+    calls = []
+    bb = pipe.graph.backbone
+    orig = bb.shared_features
+    bb.shared_features = lambda *a: calls.append(1) or orig(*a)
+    res = pipe.run(_pair())
+    assert sorted(res.outputs) == ["a", "b"] and len(calls) == 1
+    np.testing.assert_array_equal(res.outputs["a"].fused_rgb, res.outputs["b"].fused_rgb)
+
+
+def test_size_mismatch_and_resize_option(random_vfn_ckpt):
+    pair = _pair()
+    pair.rgb.image = np.zeros((20, 30, 3), np.float32)
+    with pytest.raises(PairSizeMismatch, match="differ"):
+        Pipeline.from_config(_cfg(random_vfn_ckpt)).run(pair)
+    res = Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.resize_mismatched": True})).run(pair)
+    assert res.outputs["fusion"].fused_rgb.shape == (24, 32, 3)
+
+
+def test_max_side_downscales(random_vfn_ckpt):
+    res = Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.max_side": 16})).run(_pair())
+    assert res.outputs["fusion"].fused_rgb.shape == (12, 16, 3)
+
+
+def test_config_errors_are_clear(random_vfn_ckpt, tmp_path, caplog):
+    with pytest.raises(checkpoint.CheckpointError, match="not found"):
+        Pipeline.from_config(_cfg(tmp_path / "none.pt"))
+    with pytest.raises(PipelineConfigError, match="needs 'weights'"):
+        Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.tasks": [{"name": "d", "kind": "detection"}]}))
+    with pytest.raises(PipelineConfigError, match="vifa_weights is empty"):
+        Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.tasks": [{"name": "d", "kind": "fusion",
+                                                                           "customization": "vifa"}]}))
+    with pytest.raises(PipelineConfigError, match="unique"):
+        Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.tasks": [{"name": "a"}, {"name": "a"}]}))
+    with caplog.at_level(logging.WARNING):
+        pipe = Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.backends": ["nosuch", "torch"]}))
+    assert pipe.backend.name == "torch" and any("nosuch" in n for n in pipe.backend_notes)
+
+
+def test_fuse_cli_on_real_pairs(msrs_root, shipped_vfn, tmp_path):
+    from ivif_fusion.metrics.fusion import fusion_metrics
+
+    rc = main(["fuse", "--pairs", str(msrs_root), "--out", str(tmp_path), "--names", "00004N.png", "00055D.png",
+               "--set", "pipeline.threads=2"])
+    assert rc == 0
+    for name in ("00004N", "00055D"):
+        out = cv2.imread(str(tmp_path / f"{name}.png"))[..., ::-1]
+        assert out.shape == (480, 640, 3)
+        assert out.mean() > 20, "fused image is (nearly) black"
+        ycc = rgb_to_ycbcr(out / 255.0)
+        assert np.abs(ycc[..., 1:] - 0.5).max() > 0.05, "fused image lost the visible colour"
+        ir = cv2.imread(str(msrs_root / "ir" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        vi = cv2.imread(str(msrs_root / "vi" / f"{name}.png"))[..., ::-1]
+        m = fusion_metrics(ir, vi, out)
+        assert all(np.isfinite(v) for v in m.values())
+
+
+def test_fuse_cli_errors(tmp_path, capsys):
+    assert main(["fuse", "--pairs", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert "no 'ir/' folder" in capsys.readouterr().err
