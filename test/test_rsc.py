@@ -1,0 +1,228 @@
+"""RSC: identity at init, the three fixes (determinism, gradients, batched cost), checkpoints."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ivif_fusion.models import checkpoint
+from ivif_fusion.models.rsc import (RSC, CustomizedFusion, RSCConfig, RSCError, dynamic_conv, load_customized,
+                                    pool_descriptor, save_rsc, select_bases)
+from ivif_fusion.models.vfn import VFN, VFNConfig
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny tensors: one thread avoids oversubscription when the 2 cores are busy
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class TinyTask(torch.nn.Module):
+    """A task-like network on (N, 3, H, W) RGB: features + a dense regression loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, stride=2, padding=1), torch.nn.ReLU(),
+                                        torch.nn.Conv2d(6, 12, 3, stride=2, padding=1))
+        self.requires_grad_(False)
+
+    def features(self, images):
+        return self.body(images)
+
+    def loss(self, images, targets):
+        return F.smooth_l1_loss(self.features(images).mean(1), targets)
+
+
+def _setup(seed=0, **kw):
+    torch.manual_seed(seed)
+    vfn = VFN(VFNConfig(depth=1)).eval().requires_grad_(False)
+    rsc = RSC(vfn.cfg, ["detection", "segmentation"], 12, **kw)
+    return vfn, rsc, CustomizedFusion(vfn, rsc)
+
+
+def _inputs(n=2, h=24, w=32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, h, w, generator=g), torch.rand(n, 1, h, w, generator=g)
+
+
+def test_identity_at_init_exact():
+    vfn, rsc, model = _setup()
+    ir, y = _inputs()
+    desc = torch.randn(2, 12, 6, 8)
+    for mode in (True, False):
+        model.train(mode)
+        for task in ("detection", "segmentation"):
+            assert torch.equal(model(ir, y, task, desc), vfn(ir, y))
+            assert torch.equal(model(ir, y, task), vfn(ir, y))
+
+
+def test_eval_is_deterministic_and_train_uses_noise():
+    _, rsc, model = _setup()
+    with torch.no_grad():
+        rsc.gamma.fill_(0.5)  # a trained-like state, so the customization is visible
+    ir, y = _inputs()
+    desc = torch.randn(2, 12)
+    model.eval()
+    a, b = model(ir, y, "detection", desc), model(ir, y, "detection", desc)
+    assert torch.equal(a, b)
+    f_ir, f_vi = model.encode(ir, y)
+    w1, w2 = rsc.selection(f_ir, f_vi, "detection", desc), rsc.selection(f_ir, f_vi, "detection", desc)
+    assert torch.equal(w1, w2)
+    model.train()
+    w3, w4 = rsc.selection(f_ir, f_vi, "detection", desc), rsc.selection(f_ir, f_vi, "detection", desc)
+    assert not torch.equal(w3, w4), "training mode should sample Gumbel noise"
+    rsc.eval()
+    # the customization is real (differs from the generic output) and task-dependent
+    vfn_out = model.backbone(ir, y)
+    det, seg = model(ir, y, "detection", desc), model(ir, y, "segmentation", desc)
+    assert (det - vfn_out).abs().max() > 1e-4
+    assert (det - seg).abs().max() > 1e-6
+
+
+def _grad_check(model, rsc, task_net, steps_before=1):
+    ir, y = _inputs(seed=5)
+    cbcr = torch.rand(2, 2, 24, 32, generator=torch.Generator().manual_seed(6))
+    target = torch.rand(2, 6, 8, generator=torch.Generator().manual_seed(7))
+    from ivif_fusion.colour import ycbcr_to_rgb_t
+
+    def loss_fn():
+        generic = ycbcr_to_rgb_t(torch.cat([model.backbone(ir, y), cbcr], 1))
+        desc = pool_descriptor(task_net.features(generic))
+        fused = model(ir, y, "detection", desc)
+        return task_net.loss(ycbcr_to_rgb_t(torch.cat([fused, cbcr], 1), clip=False), target)
+
+    opt = torch.optim.SGD(rsc.parameters(), lr=0.05)
+    model.train()
+    # at init only gamma can receive gradient (everything else is multiplied by gamma = 0) ...
+    rsc.zero_grad()
+    loss_fn().backward()
+    assert rsc.gamma.grad.abs().min() > 0
+    for _ in range(steps_before):  # ... and one step later every parameter learns
+        opt.step()
+        rsc.zero_grad()
+        loss_fn().backward()
+    return {n: p.grad for n, p in rsc.named_parameters()}
+
+
+@pytest.mark.parametrize("top_k", [0, 4])
+def test_every_parameter_gets_gradient(top_k):
+    _, rsc, model = _setup(top_k=top_k)
+    grads = _grad_check(model, rsc, TinyTask())
+    names = [n for n, _ in rsc.named_parameters()]
+    assert "bank" in names and "keys" in names and "desc_proj.detection.weight" in names
+    for name, g in grads.items():
+        if name.startswith("desc_proj.segmentation") or name == "task_embed":
+            continue
+        assert g is not None and g.abs().sum() > 0, f"parameter {name} receives no gradient"
+    assert grads["task_embed"][0].abs().sum() > 0  # the detection row
+    assert torch.all(grads["task_embed"][1] == 0)  # the other task's row is untouched
+    if top_k:  # straight-through: every basis gets gradient, not only the selected top-k
+        assert (grads["bank"].flatten(1).abs().sum(1) > 0).all()
+
+
+def test_select_bases_hard_topk_forward_soft_backward():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]], requires_grad=True)
+    w = select_bases(logits, 1.0, top_k=2)
+    soft = torch.softmax(logits.detach(), -1)
+    expect = torch.tensor([[soft[0, 0], soft[0, 1], 0, 0]]) / (soft[0, 0] + soft[0, 1])
+    torch.testing.assert_close(w.detach(), expect)
+    (w * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert torch.all(logits.grad != 0)  # unselected bases get the softmax's gradient
+    torch.testing.assert_close(select_bases(logits, 0.5).sum(), torch.tensor(1.0))
+
+
+def test_dynamic_conv_equals_per_sample_convs():
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 9, 11)
+    k = torch.randn(3, 5, 4, 3, 3)
+    out = dynamic_conv(x, k, dilation=2)
+    for i in range(3):
+        torch.testing.assert_close(out[i:i + 1], F.conv2d(x[i:i + 1], k[i], padding=2, dilation=2))
+    assert out.shape == (3, 5, 9, 11)
+    with pytest.raises(ValueError):
+        dynamic_conv(x, torch.randn(2, 5, 4, 3, 3))
+
+
+def test_branch_kernels_from_bank():
+    _, rsc, _ = _setup()
+    assert [tuple(p) for p in rsc.cfg.prototypes] == [(1, 1), (3, 1), (3, 2), (3, 3)]
+    flat = rsc.bank.detach().flatten(1)
+    gram = flat @ flat.t()
+    # orthogonal bank: off-diagonal zero, equal norms (sqrt(C) scaling of orthonormal rows)
+    torch.testing.assert_close(gram, torch.eye(16) * 8.0, atol=1e-4, rtol=0)
+    w = torch.zeros(2, 1, 4, 16)
+    w[..., 3] = 1.0  # every branch selects basis 3
+    ks = rsc.kernels(w)
+    assert ks[0].shape == (2, 8, 8, 1, 1) and ks[1].shape == (2, 8, 8, 3, 3)
+    torch.testing.assert_close(ks[1][0], rsc.bank[3])
+    torch.testing.assert_close(ks[0][1, :, :, 0, 0], rsc.bank[3].sum((2, 3)) / 3)
+
+
+def test_encode_once_customize_per_task_matches_forward():
+    _, rsc, model = _setup()
+    with torch.no_grad():
+        rsc.gamma.normal_()
+    model.eval()
+    ir, y = _inputs()
+    d = {"detection": torch.randn(2, 12), "segmentation": None}
+    outs = model.forward_tasks(ir, y, d)
+    for t, desc in d.items():
+        torch.testing.assert_close(outs[t], model(ir, y, t, desc))
+    npy = model.fuse_numpy(ir[0, 0].numpy(), y[0, 0].numpy(), "segmentation")
+    torch.testing.assert_close(torch.from_numpy(npy), outs["segmentation"][0, 0])
+
+
+def test_bad_task_and_descriptor_raise():
+    _, _, model = _setup()
+    ir, y = _inputs()
+    with pytest.raises(RSCError, match="no task"):
+        model(ir, y, "depth")
+    with pytest.raises(RSCError, match="descriptor"):
+        model(ir, y, "detection", torch.randn(2, 7))
+    with pytest.raises(RSCError, match="width"):
+        CustomizedFusion(VFN(VFNConfig(width=16)), RSC(VFNConfig(), ["a"]))
+    with pytest.raises(RSCError):
+        RSC(VFNConfig(), ["a", "a"])
+
+
+def test_embedding_only_rsc_has_no_descriptor_params():
+    rsc = RSC(VFNConfig(), ["detection"], None)
+    assert not any(n.startswith("desc_proj") for n, _ in rsc.named_parameters())
+    f = torch.randn(1, 8, 8, 8)
+    out = rsc.eval()(f, f, "detection")
+    assert torch.equal(out[0], f)
+
+
+def test_descriptor_mean_tracks_training_descriptors():
+    _, rsc, model = _setup()
+    ir, y = _inputs()
+    model.train()
+    desc = torch.full((2, 12), 2.0)
+    for _ in range(3):
+        model(ir, y, "detection", desc)
+    expect = 2.0 * (1 - (1 - rsc.cfg.desc_momentum) ** 3)
+    torch.testing.assert_close(rsc.desc_mean("detection"), torch.full((12,), expect))
+    model.eval()
+    model(ir, y, "detection", torch.zeros(2, 12))  # eval never updates it
+    torch.testing.assert_close(rsc.desc_mean("detection"), torch.full((12,), expect))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    vfn, rsc, model = _setup(top_k=3)
+    with torch.no_grad():
+        rsc.gamma.normal_()
+        rsc.desc_mean("detection").fill_(0.3)
+    path = save_rsc(tmp_path / "rsc.pt", rsc, vfn.cfg, {"note": "test"})
+    loaded = load_customized(path, vfn)
+    assert loaded.rsc.cfg == rsc.cfg and isinstance(loaded.rsc.cfg, RSCConfig)
+    assert not loaded.training
+    ir, y = _inputs()
+    model.eval()
+    torch.testing.assert_close(loaded(ir, y, "detection"), model(ir, y, "detection"))
+    with pytest.raises(checkpoint.CheckpointError, match="backbone config"):
+        load_customized(path, VFN(VFNConfig(depth=2)))
+    with pytest.raises(checkpoint.CheckpointError, match="'rsc'"):
+        checkpoint.save(tmp_path / "v.pt", "vfn", vfn.cfg.to_dict(), vfn.state_dict())
+        load_customized(tmp_path / "v.pt", vfn)
