@@ -9,6 +9,8 @@ export YOLO_VERBOSE=false
 # Deterministic, bounded CPU use on the 2-core target.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 export MKL_NUM_THREADS=${MKL_NUM_THREADS:-2}
+# Several processes share 2 cores (tests, training): idle OpenMP threads must sleep, not spin.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 # ROS 2 from pip: DDS stays on this machine.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 if [ -f "$_IVIF_ROOT/.venv/vision_msgs_env.sh" ]; then

@@ -206,6 +206,9 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
                 log.writerow([step, epoch, f"{lr:.6g}", f"{loss.item():.6f}", f"{terms['intensity'].item():.6f}",
                               f"{terms['gradient'].item():.6f}", f"{time.time() - t0:.1f}"])
                 log_f.flush()
+            if rank0 and step % 100 == 0:  # periodic state so an interrupted run resumes
+                checkpoint.save(out / "last_state.pt", "vfn-train-state", model.cfg.to_dict(), model.state_dict(),
+                                {"train_config": to_dict(cfg)}, optimizer=opt.state_dict(), step=step)
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if step >= stop:
