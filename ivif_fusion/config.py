@@ -114,6 +114,8 @@ class ReplayConfig:
     output_prefix: str = param("/ivif", "Prefix of the output bag's topics (<prefix>/fused/<task> ...).")
     storage: str = param("sqlite3", "Output bag storage format.", choices=("sqlite3", "mcap"))
     sample_frames: int = param(4, "Sample frames shown in the report grid.", min=0)
+    metrics_pairs: int = param(20, "Fusion metrics are computed on at most this many fused pairs, spread over "
+                                   "the bag (0 = none; they cost about 1.5 s per pair and task at 640x480).", min=0)
 
 
 @dataclass
