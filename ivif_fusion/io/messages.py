@@ -181,6 +181,8 @@ def compressed_to_array(msg: Any) -> tuple[np.ndarray, str]:
         raise ConversionError("jpeg data is truncated (no end-of-image marker)")
     if kind == "png" and b"IEND" not in data[-12:].tobytes():
         raise ConversionError("png data is truncated (no IEND chunk)")
+    if kind == "png" and data[12:16].tobytes() != b"IHDR":
+        raise ConversionError("png data is malformed (IHDR is not the first chunk)")
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise ConversionError(f"could not decode {kind} data ({data.size} bytes)")
