@@ -1,0 +1,44 @@
+"""`ivif export onnx`: the deployment graph (backbone + configured heads) as one ONNX file."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_set_option, parse_sets
+
+COMMAND = ("export", "onnx")
+HELP = "export backbone + task heads to <pipeline.onnx_dir>/fusion.onnx (dynamic N/H/W, onnxslim, checksums)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..paths import CONFIG_DIR
+
+    p.add_argument("--config", default=str(CONFIG_DIR / "multitask.yaml"), help="runtime config YAML")
+    p.add_argument("--out", help="output folder (default: the config's pipeline.onnx_dir)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
+    p.add_argument("--no-slim", action="store_true", help="skip the onnxslim simplification")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs torch parity check")
+    add_set_option(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_runtime
+    from ..paths import resolve
+    from ..runtime.export import export_onnx, fusion_graph_from_config
+
+    cfg = load_runtime(args.config, parse_sets(args.set))
+    pc = cfg.pipeline
+    graph, files = fusion_graph_from_config(pc)
+    out = resolve(args.out) if args.out else resolve(pc.onnx_dir)
+    res = export_onnx(graph, out, source_files=files, opset=args.opset, slim=not args.no_slim,
+                      verify=not args.no_verify)
+    print(f"heads: {', '.join(res.head_names)}")
+    print(f"weights sha256: {res.weights_sha256}")
+    if res.parity:
+        print("parity (max |ORT - torch|): " + ", ".join(f"{k}: {v:.1e}" for k, v in res.parity.items()))
+    tasks_with_nets = [t.name for t in pc.task_configs() if t.kind in ("detection", "segmentation") and t.weights]
+    if tasks_with_nets:
+        print(f"note: task networks ({', '.join(tasks_with_nets)}) are not exported by this command; "
+              "they run in torch (see docs/deployment.md)")
+    print(f"onnx: {res.path}\nsidecar: {res.sidecar}")
+    return 0

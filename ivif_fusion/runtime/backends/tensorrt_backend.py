@@ -1,0 +1,98 @@
+"""TensorRT backend (Jetson / NVIDIA GPU): an engine built from ``<onnx_dir>/fusion.onnx``.
+
+``tensorrt`` is imported lazily: without the package, a CUDA GPU, or torch with CUDA (used for
+device buffers and the stream), the factory raises :class:`BackendUnavailable` and
+``backends.select`` falls back. The ONNX graph is checked against the loaded weights and heads
+exactly as for ONNX Runtime, then the engine comes from the engine cache
+(:func:`ivif_fusion.runtime.export.ensure_engine`, ``pipeline.engine_cache_dir``): reused when
+its key matches, built otherwise (FP16, default profile; ``ivif export tensorrt`` pre-builds it
+with other options). Timing stage: ``backbone+heads`` (one engine execution, synchronized).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from . import register
+from .base import BackendUnavailable
+
+log = logging.getLogger("ivif_fusion.backends")
+
+
+class TensorRTBackend:
+    name = "tensorrt"
+
+    def __init__(self, engine_path, head_names: list[str], profile, device: int = 0) -> None:  # noqa: ANN001
+        import tensorrt as trt
+        import torch
+
+        self.torch = torch
+        self.device = torch.device("cuda", device)
+        self.profile = profile
+        self.head_names = list(head_names)
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        with open(engine_path, "rb") as f:
+            self.engine = runtime.deserialize_cuda_engine(f.read())
+        if self.engine is None:
+            raise BackendUnavailable(f"TensorRT cannot deserialize {engine_path}")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if sorted(outputs) != sorted(self.head_names):
+            raise BackendUnavailable(f"engine {engine_path} has outputs {outputs}, the configured heads are "
+                                     f"{self.head_names}; re-export with `ivif export onnx` and `ivif export tensorrt`")
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream(self.device)
+
+    def run(self, ir: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        torch = self.torch
+        n, _, h, w = ir.shape
+        if not self.profile.covers(n, h, w):
+            raise BackendUnavailable(f"input {n}x{h}x{w} is outside the engine profile "
+                                     f"min {self.profile.min} .. max {self.profile.max}; rebuild with "
+                                     "`ivif export tensorrt --min/--opt/--max`")
+        t0 = time.perf_counter()
+        with torch.cuda.stream(self.stream):
+            feeds = {"ir": torch.from_numpy(np.ascontiguousarray(ir, np.float32)).to(self.device, non_blocking=True),
+                     "y": torch.from_numpy(np.ascontiguousarray(y, np.float32)).to(self.device, non_blocking=True)}
+            outs = {}
+            for name, t in feeds.items():
+                self.context.set_input_shape(name, tuple(t.shape))
+                self.context.set_tensor_address(name, t.data_ptr())
+            for name in self.head_names:
+                shape = tuple(self.context.get_tensor_shape(name))
+                outs[name] = torch.empty(shape, dtype=torch.float32, device=self.device)
+                self.context.set_tensor_address(name, outs[name].data_ptr())
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError("TensorRT execution failed")
+            result = {k: v.cpu().numpy() for k, v in outs.items()}
+        self.stream.synchronize()
+        return result, {"backbone+heads": (time.perf_counter() - t0) * 1e3}
+
+
+@register("tensorrt")
+def _factory(graph, cfg) -> TensorRTBackend:  # noqa: ANN001
+    from ...paths import resolve
+    from ..export import (ONNX_NAME, Profile, check_graph_matches, ensure_engine, gpu_info, graph_output_names,
+                          read_metadata, tensorrt_version, weights_digest)
+
+    tensorrt_version()  # BackendUnavailable without the package
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - torch is a core dependency
+        raise BackendUnavailable("torch is needed for CUDA buffers") from e
+    if not torch.cuda.is_available():
+        gpu_info()  # names the real reason (no GPU at all) when there is none
+        raise BackendUnavailable("a GPU is present but torch has no CUDA support (needed for device buffers)")
+    onnx_path = resolve(cfg.onnx_dir) / ONNX_NAME
+    if not onnx_path.is_file():
+        raise BackendUnavailable(f"no ONNX graph at {onnx_path}: run `ivif export onnx` first")
+    head_names = list(graph.head_names)
+    check_graph_matches(onnx_path, read_metadata(onnx_path), graph_output_names(onnx_path), head_names,
+                        weights_digest(graph))
+    profile = Profile()
+    res = ensure_engine(onnx_path, resolve(cfg.engine_cache_dir), "fp16", profile)
+    log.info("tensorrt: engine %s (%s)", res.path, res.status)
+    return TensorRTBackend(res.path, head_names, profile)
