@@ -445,9 +445,11 @@ def test_msg_definitions_match_vision_msgs_4(typestore):
         "ObjectHypothesis": [("class_id", "str"), ("score", "float")],
         "ObjectHypothesisWithPose": [("hypothesis", "vision_msgs__msg__ObjectHypothesis"),
                                      ("pose", "geometry_msgs__msg__PoseWithCovariance")],
-        "Detection2D": [("header", "std_msgs__msg__Header"), ("results", "list[vision_msgs__msg__ObjectHypothesisWithPose]"),
+        "Detection2D": [("header", "std_msgs__msg__Header"),
+                        ("results", "list[vision_msgs__msg__ObjectHypothesisWithPose]"),
                         ("bbox", "vision_msgs__msg__BoundingBox2D"), ("id", "str")],
-        "Detection2DArray": [("header", "std_msgs__msg__Header"), ("detections", "list[vision_msgs__msg__Detection2D]")],
+        "Detection2DArray": [("header", "std_msgs__msg__Header"),
+                             ("detections", "list[vision_msgs__msg__Detection2D]")],
     }
     for name, fields in expected.items():
         cls = typestore.types[f"vision_msgs/msg/{name}"]

@@ -118,7 +118,8 @@ class ApproximateTimePolicy:
     def clear(self) -> list[tuple[int, Entry]]:
         """Forget everything; return what was held."""
         held = self.pending()
-        self.__init__(self.n, self.queue_size, self.max_interval_ns, self.age_penalty, self.lower_bounds)  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            self.n, self.queue_size, self.max_interval_ns, self.age_penalty, self.lower_bounds)
         return held
 
     # ------------------------------------------------------------------ internals
@@ -197,9 +198,10 @@ class ApproximateTimePolicy:
                     self._has_dropped[i] = False
             if self._pivot == _NO_PIVOT:
                 if self.max_interval_ns is not None and end_time - start_time > self.max_interval_ns:
+                    span_ms, slop_ms = (end_time - start_time) / 1e6, self.max_interval_ns / 1e6
                     self._delete_front(start_index, DropReason.NO_PARTNER,
                                        f"no frame of the other stream(s) within slop "
-                                       f"({(end_time - start_time) / 1e6:.3f} ms > {self.max_interval_ns / 1e6:.3f} ms)")
+                                       f"({span_ms:.3f} ms > {slop_ms:.3f} ms)")
                     continue
                 if self._has_dropped[end_index]:
                     # The would-be pivot lost messages to overflow, so it cannot vouch for optimality.
@@ -262,7 +264,9 @@ class ExactTimePolicy:
         self._tuples: dict[int, list[Entry | None]] = {}
         self._last_signal: int | None = None
 
-    def add(self, topic: int, stamp_ns: int, payload: Any = None) -> tuple[list[tuple[Entry, ...]], list[PolicyDrop]]:
+    def add(self, topic: int, stamp_ns: int, payload: Any = None
+            ) -> tuple[list[tuple[Entry, ...]], list[PolicyDrop]]:
+        """Add one message; return what was emitted and dropped as a consequence."""
         sets: list[tuple[Entry, ...]] = []
         drops: list[PolicyDrop] = []
         entry = (stamp_ns, payload)
