@@ -152,6 +152,35 @@ class TrainFusionConfig:
     resume: str = param("", "Resume from this training-state file (runs/.../last_state.pt).")
 
 
+@dataclass
+class TrainTaskConfig:
+    """`ivif train task`: a task network trained on fused images (MSRS: train range; val range selects)."""
+
+    data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
+    task: str = param("detection", "Task network to train.", choices=("detection", "segmentation"))
+    datasets: list = param(help="Labelled paired folders used (MSRS: train range, val range for selection; "
+                                "LLVIP: person boxes mapped to class 0, training only).", factory=lambda: ["MSRS"])
+    label_set: str = param("fusion", "MSRS box set (labels_det/<set>).", choices=("fusion", "infrared", "visible"))
+    fusion: str = param("vfn", "Images the network is trained on: VFN-fused, pixel-max of IR and visible Y "
+                               "(with visible colour), visible only or IR only.", choices=("vfn", "max", "visible", "ir"))
+    fusion_weights: str = param("models/vfn_msrs.pt", "VFN checkpoint used when fusion is 'vfn'.")
+    arch: str = param("yolov8n.yaml", "Ultralytics model yaml (built from scratch, never a .pt download).")
+    imgsz: int = param(320, "Training/inference size (long side, multiple of 32).", min=32)
+    epochs: int = param(30, "Training epochs.", min=1)
+    batch_size: int = param(16, "Images per step.", min=1)
+    optimizer: str = param("auto", "Ultralytics optimizer name ('auto', 'SGD', 'AdamW', ...).")
+    lr0: float = param(0.01, "Initial learning rate (ignored by optimizer 'auto').", min=0.0)
+    mosaic: float = param(1.0, "Mosaic augmentation probability.", min=0.0, max=1.0)
+    close_mosaic: int = param(5, "Last epochs without mosaic.", min=0)
+    score_threshold: float = param(0.25, "Score threshold stored in the checkpoint for predict().", min=0.0, max=1.0)
+    iou_threshold: float = param(0.45, "NMS IoU threshold stored in the checkpoint.", min=0.0, max=1.0)
+    seed: int = param(0, "Seed of initialisation and augmentation.")
+    threads: int = param(2, "Torch CPU threads.", min=1)
+    device: str = param("cpu", "Torch device ('cpu', 'cuda', '0').")
+    cache_dir: str = param("runs/task_data", "Where fused training images and the ultralytics data yaml are cached.")
+    out: str = param("runs/task_detection", "Output folder: ultralytics run and the converted checkpoint.")
+
+
 # --------------------------------------------------------------------------- loading
 
 

@@ -1,0 +1,76 @@
+"""`ivif eval tasks`: task networks on IR-only, visible-only, generic fused and customized fused inputs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+COMMAND = ("eval", "tasks")
+HELP = "task metric (mAP / mIoU) and fusion metrics of each task network on single-modality and fused inputs"
+
+
+def _name_path(s: str) -> tuple[str, str]:
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got '{s}'")
+    k, v = s.split("=", 1)
+    return k.strip(), v.strip()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", action="append", type=_name_path, default=[], metavar="NAME=CKPT",
+                   help="task network checkpoint (repeatable; default: detection=models/yolo_det_msrs.pt)")
+    p.add_argument("--backbone", default="models/vfn_msrs.pt",
+                   help="generic fusion backbone; when missing, pixel-max fusion is used and labelled as such")
+    p.add_argument("--input", action="append", type=_name_path, default=[], metavar="NAME=CKPT",
+                   help="extra input column from a checkpoint, e.g. rsc=models/rsc_msrs.pt (repeatable)")
+    p.add_argument("--split", default="eval", choices=("eval", "val"),
+                   help="MSRS split: the 20 held-out pairs (eval-20) or the validation range")
+    p.add_argument("--label-set", default="fusion", choices=("fusion", "infrared", "visible"),
+                   help="MSRS box set used as ground truth for every input")
+    p.add_argument("--data-root", default="", help="data root (empty: $IVIF_DATA or ../shared/data/ivif)")
+    p.add_argument("--no-fusion-metrics", action="store_true", help="skip the fusion metrics (faster)")
+    p.add_argument("--out", default="docs/results_tasks.md", help="markdown results table")
+    p.add_argument("--json", default="docs/results_tasks.json", help="raw results (JSON)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.checkpoint import CheckpointError
+    from ..paths import require_data_root, resolve
+    from ..tasks import load_task
+    from ..tasks.evaluation import input_from_checkpoint, msrs_eval_set, standard_inputs, evaluate_tasks, write_results
+
+    specs = args.task or [("detection", "models/yolo_det_msrs.pt")]
+    tasks = {}
+    for name, path in specs:
+        p = resolve(path)
+        if not p.is_file():
+            raise CheckpointError(f"task '{name}': checkpoint {p} not found (train one with `ivif train task`)")
+        adapter = load_task(p)
+        if hasattr(adapter.cfg, "score_threshold"):
+            adapter.cfg.score_threshold = 0.001  # mAP over the whole score range (COCO practice)
+        tasks[name] = adapter
+    root = require_data_root(args.data_root or None)
+    backbone = resolve(args.backbone)
+    notes = []
+    if not backbone.is_file():
+        notes.append(f"No generic backbone at {args.backbone}: the fused column is pixel-max fusion "
+                     "(max of IR and visible Y, visible colour).")
+        backbone = None
+    inputs = standard_inputs(backbone)
+    for name, path in args.input:
+        inputs[name] = input_from_checkpoint(resolve(path), backbone)
+    # one ground truth per task; all detection tasks share the MSRS boxes
+    first = next(iter(tasks.values()))
+    data = msrs_eval_set(root, first.classes, args.split, args.label_set, task=next(iter(tasks)))
+    for name, a in tasks.items():
+        if a.TASK == "detection" and name not in data.targets:
+            data.targets[name] = msrs_eval_set(root, a.classes, args.split, args.label_set, name).targets[name]
+    results = write_results(
+        evaluate_tasks(tasks, inputs, data, with_fusion_metrics=not args.no_fusion_metrics), args.out, args.json,
+        notes=notes + [f"Ground truth: MSRS `labels_det/{args.label_set}` boxes for every input; mAP by pycocotools "
+                       "(COCOeval, score threshold 0.001, IoU 0.50 and 0.50:0.95).",
+                       "Fusion metrics: mean over the pairs, computed on the input image against the IR and "
+                       "visible sources (ivif_fusion.metrics.fusion)."])
+    md, js = results
+    print(f"results: {md}" + (f"\nraw: {js}" if js else ""))
+    return 0 if Path(md).is_file() else 1

@@ -1,0 +1,304 @@
+"""`ivif train task`: a task network trained on fused images of the labelled shared pairs.
+
+Detection (the only task with labels in the shared data):
+
+1. fused images are made once per (fusion mode, datasets, VFN weights) and cached with their
+   YOLO labels as an ultralytics dataset folder under ``cfg.cache_dir`` (MSRS train range ->
+   ``train``, MSRS val range -> ``val``; LLVIP, when listed, -> ``train`` only, person = class 0);
+   the MSRS eval-20 pairs and the guard band are never written there;
+2. ultralytics' trainer trains the YOLO yaml from scratch (seeded, deterministic, workers=0,
+   plots off, no downloads) and selects the best epoch on the val range;
+3. the best weights are converted to our checkpoint (kind ``task-detection``) and evaluated
+   with pycocotools on the val range and on MSRS eval-20; the metrics go into its ``meta``.
+
+Segmentation needs class-id masks, which the shared data does not have: asking for it raises a
+clear error (the adapter exists and is tested on synthetic masks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..colour import luminance, recombine
+from ..config import TrainTaskConfig, to_dict
+from ..data.labels import read_classes, read_yolo, yolo_to_xyxy
+from ..data.paired import PairedFolder
+from ..data.splits import msrs_split
+from ..errors import UserError
+from ..paths import require_data_root, resolve
+
+FUSION_MODES = ("vfn", "max", "visible", "ir")
+
+
+class TaskTrainingError(UserError):
+    """The task-training request cannot be served with this data/config."""
+
+
+# --------------------------------------------------------------------------- fused inputs
+
+
+def make_fuser(mode: str, weights: str | Path = "models/vfn_msrs.pt",
+               device: str = "cpu") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``f(ir (H, W), vi (H, W, 3)) -> (H, W, 3)`` float32 RGB 0..1 for a fusion mode.
+
+    ``max``: pixel-wise max of IR and visible Y, recombined with the visible colour;
+    ``vfn``: the VFN backbone's fused Y recombined with the visible colour;
+    ``visible`` / ``ir``: one modality only (IR as grey RGB).
+    """
+    if mode == "visible":
+        return lambda ir, vi: vi.astype(np.float32)
+    if mode == "ir":
+        return lambda ir, vi: np.repeat(ir[..., None], 3, axis=2).astype(np.float32)
+    if mode == "max":
+        return lambda ir, vi: recombine(np.maximum(ir, luminance(vi)), vi)
+    if mode == "vfn":
+        import torch
+
+        from ..models.checkpoint import load_vfn
+
+        path = resolve(weights)
+        if not path.is_file():
+            raise TaskTrainingError(f"fusion 'vfn' needs the backbone checkpoint {path}, which is missing "
+                                    "(train it with `ivif train fusion`, or use --fusion max)")
+        net = load_vfn(path).to(device)
+
+        def fuse(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                t_ir = torch.from_numpy(ir)[None, None].to(device)
+                t_y = torch.from_numpy(luminance(vi))[None, None].to(device)
+                y = net(t_ir, t_y)[0, 0].cpu().numpy()
+            return recombine(y, vi)
+
+        return fuse
+    raise TaskTrainingError(f"unknown fusion mode '{mode}'; choose from {list(FUSION_MODES)}")
+
+
+# --------------------------------------------------------------------------- labelled pairs
+
+
+def class_map(dataset_classes: list[str], target: list[str], dataset: str) -> dict[int, int]:
+    """Dataset class id -> target class id, matched by name (LLVIP person -> MSRS person)."""
+    out = {}
+    for i, n in enumerate(dataset_classes):
+        if n in target:
+            out[i] = target.index(n)
+    if not out:
+        raise TaskTrainingError(f"{dataset}: none of its classes {dataset_classes} is in {target}")
+    return out
+
+
+def label_dir(root: Path, dataset: str, label_set: str) -> Path:
+    """Where a dataset's YOLO boxes live (MSRS has one folder per annotation set)."""
+    base = root / dataset / "labels_det"
+    return base / label_set if (base / label_set).is_dir() else base
+
+
+def labelled_pairs(root: Path, dataset: str, split: str, label_set: str = "fusion") -> tuple[PairedFolder, list[str]]:
+    """Pair folder and the names of ``split`` ('train', 'val', 'eval') that have a label file.
+
+    MSRS uses its frame-number ranges (:mod:`ivif_fusion.data.splits`); other datasets are
+    training-only (all names in 'train', none elsewhere).
+    """
+    folder = PairedFolder(root / dataset, resize_mismatched=True, strict=False)
+    if dataset.upper() == "MSRS":
+        names = msrs_split(folder.names, split)
+    else:
+        names = sorted(folder.names) if split == "train" else []
+    ldir = label_dir(root, dataset, label_set)
+    return folder, [n for n in names if (ldir / (Path(n).stem + ".txt")).is_file()]
+
+
+def boxes_xyxy(root: Path, dataset: str, name: str, width: int, height: int, label_set: str = "fusion",
+               cmap: dict[int, int] | None = None) -> np.ndarray:
+    """(K, 5) [class, x1, y1, x2, y2] pixel boxes of a pair, classes mapped by ``cmap``."""
+    lab = read_yolo(label_dir(root, dataset, label_set) / (Path(name).stem + ".txt"))
+    if cmap is not None and len(lab):
+        keep = np.isin(lab[:, 0].astype(int), list(cmap))
+        lab = lab[keep]
+        lab[:, 0] = [cmap[int(c)] for c in lab[:, 0]]
+    return yolo_to_xyxy(lab, width, height)
+
+
+def _dataset_classes(root: Path, dataset: str) -> list[str]:
+    p = root / dataset / "labels_det" / "classes.txt"
+    if not p.is_file():
+        raise TaskTrainingError(f"{dataset}: no labels_det/classes.txt under {root / dataset}")
+    return read_classes(p)
+
+
+def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool = True) -> Path:
+    """Write (or reuse) the ultralytics dataset folder of fused images; returns its data.yaml."""
+    import cv2
+    from tqdm import tqdm
+
+    from ..models.checkpoint import file_sha256
+
+    root = require_data_root(cfg.data_root or None)
+    key = {"fusion": cfg.fusion, "datasets": list(cfg.datasets), "label_set": cfg.label_set, "classes": classes,
+           "v": 1}
+    if cfg.fusion == "vfn":
+        w = resolve(cfg.fusion_weights)
+        key["vfn_sha256"] = file_sha256(w) if w.is_file() else "missing"
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    out = resolve(cfg.cache_dir) / f"{cfg.fusion}-{digest}"
+    data_yaml = out / "data.yaml"
+    if data_yaml.is_file() and (out / "done").is_file():
+        return data_yaml
+    fuse = make_fuser(cfg.fusion, cfg.fusion_weights, cfg.device)
+    jobs = []
+    for ds in cfg.datasets:
+        if not (root / ds).is_dir():
+            raise TaskTrainingError(f"dataset '{ds}' not found under {root}")
+        cmap = class_map(_dataset_classes(root, ds), classes, ds)
+        for split in ("train", "val"):
+            folder, names = labelled_pairs(root, ds, split, cfg.label_set)
+            jobs += [(folder, ds, n, split, cmap) for n in names]
+    if not any(j[3] == "train" for j in jobs) or not any(j[3] == "val" for j in jobs):
+        raise TaskTrainingError(f"need labelled pairs in both the train and val ranges; datasets {cfg.datasets}")
+    for split in ("train", "val"):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+    for folder, ds, n, split, cmap in tqdm(jobs, desc=f"fusing ({cfg.fusion})", disable=not progress, unit="pair"):
+        stem = f"{ds}_{Path(n).stem}"
+        s = folder.load(n)
+        rgb = fuse(s.ir, s.vi)
+        cv2.imwrite(str(out / "images" / split / f"{stem}.png"),
+                    np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)[..., ::-1])
+        lab = read_yolo(label_dir(root, ds, cfg.label_set) / (Path(n).stem + ".txt"))
+        lines = [f"{cmap[int(c)]} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}" for c, cx, cy, bw, bh in lab if int(c) in cmap]
+        (out / "labels" / split / f"{stem}.txt").write_text("".join(ln + "\n" for ln in lines))
+    import yaml
+
+    data_yaml.write_text(yaml.safe_dump({"path": str(out), "train": "images/train", "val": "images/val",
+                                         "names": dict(enumerate(classes))}, sort_keys=False))
+    (out / "key.json").write_text(json.dumps(key, indent=1))
+    (out / "done").write_text("")
+    return data_yaml
+
+
+# --------------------------------------------------------------------------- evaluation on real pairs
+
+
+def evaluate_split(adapter, cfg: TrainTaskConfig, split: str, dataset: str = "MSRS",  # noqa: ANN001
+                   fuser: Callable | None = None) -> dict:
+    """COCO mAP of a detector on fused images of a split of ``dataset`` (fusion mode from ``cfg``)."""
+    root = require_data_root(cfg.data_root or None)
+    fuse = fuser or make_fuser(cfg.fusion, cfg.fusion_weights, cfg.device)
+    cmap = class_map(_dataset_classes(root, dataset), adapter.classes, dataset)
+    folder, names = labelled_pairs(root, dataset, split, cfg.label_set)
+    images, gts = [], []
+    for n in names:
+        s = folder.load(n)
+        images.append(fuse(s.ir, s.vi))
+        h, w = s.ir.shape
+        gts.append(boxes_xyxy(root, dataset, n, w, h, cfg.label_set, cmap))
+    res = adapter.evaluate(images, gts)
+    res["split"] = f"{dataset} {split if split != 'eval' else 'eval-20'}"
+    return res
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _best_state(weights: Path) -> tuple[dict, dict]:
+    """State dict (float32) and model yaml of an ultralytics checkpoint this run has just written."""
+    import torch
+
+    ck = torch.load(weights, map_location="cpu", weights_only=False)  # our own fresh file
+    model = ck.get("ema") or ck["model"]
+    return {k: v.float() for k, v in model.float().state_dict().items()}, dict(model.yaml)
+
+
+def train(cfg: TrainTaskConfig, progress: bool = True) -> Path:
+    """Train the task network described by ``cfg``; returns the path of our checkpoint."""
+    if cfg.task == "segmentation":
+        raise TaskTrainingError("no segmentation labels exist in the shared data (see models/README.md); "
+                                "the segmentation adapter is available but cannot be trained here")
+    if cfg.task != "detection":
+        raise TaskTrainingError(f"unknown task '{cfg.task}'")
+    if cfg.imgsz % 32:
+        raise TaskTrainingError(f"imgsz {cfg.imgsz} must be a multiple of 32")
+    import torch
+
+    from .. import __version__
+    from ..tasks.detection import DetectorConfig, YoloDetector
+
+    torch.set_num_threads(cfg.threads)
+    root = require_data_root(cfg.data_root or None)
+    classes = _dataset_classes(root, "MSRS") if "MSRS" in cfg.datasets else _dataset_classes(root, cfg.datasets[0])
+    t0 = time.time()
+    data_yaml = build_yolo_dataset(cfg, classes, progress)
+    out = resolve(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(__import__("yaml").safe_dump(to_dict(cfg), sort_keys=False))
+
+    from ultralytics import YOLO
+
+    t1 = time.time()
+    yolo = YOLO(cfg.arch, task="detect")
+    if progress:  # ultralytics' own output is silenced by YOLO_VERBOSE=false (scripts/env.sh)
+        yolo.add_callback("on_fit_epoch_end", _report_epoch)
+    yolo.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch_size, workers=0,
+               plots=False, deterministic=True, seed=cfg.seed, device=cfg.device, project=str(out),
+               name="ultralytics", exist_ok=True, optimizer=cfg.optimizer, lr0=cfg.lr0, mosaic=cfg.mosaic,
+               close_mosaic=cfg.close_mosaic, amp=False, pretrained=False, verbose=progress, patience=cfg.epochs,
+               cache=False)
+    train_s = time.time() - t1
+    best = Path(yolo.trainer.best)
+    if not best.is_file():
+        raise TaskTrainingError(f"ultralytics wrote no best weights at {best}")
+    state, model_yaml = _best_state(best)
+    det = YoloDetector(DetectorConfig(arch=cfg.arch, classes=list(classes), imgsz=cfg.imgsz,
+                                      score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
+                                      model_yaml=model_yaml), seed=None)
+    from ..models.checkpoint import load_state
+
+    load_state(det.model, state, str(best))
+    det.freeze()
+    # mAP is measured at a low score threshold (COCO practice); predict() keeps the configured one
+    eval_det = YoloDetector.from_config_dict({**det.cfg.to_dict(), "score_threshold": 0.001})
+    eval_det.model.load_state_dict(det.model.state_dict())
+    eval_det.freeze()
+    fuser = make_fuser(cfg.fusion, cfg.fusion_weights, cfg.device)
+    metrics = {}
+    if "MSRS" in cfg.datasets:
+        for split in ("val", "eval"):
+            r = evaluate_split(eval_det, cfg, split, "MSRS", fuser)
+            metrics[r["split"]] = {k: r[k] for k in ("mAP50", "mAP50-95", "mAP75", "AP50", "images", "gt_boxes")}
+    meta = {
+        "task": "detection", "ivif_version": __version__, "ultralytics_version": _ul_version(),
+        "train_config": to_dict(cfg), "command": "ivif " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "train_seconds": round(train_s, 1), "prepare_seconds": round(t1 - t0, 1),
+        "data": {ds: {s: len(labelled_pairs(root, ds, s, cfg.label_set)[1]) for s in ("train", "val")}
+                 for ds in cfg.datasets},
+        "metrics": metrics, "metric_note": "pycocotools COCOeval, score_threshold 0.001, fusion=" + cfg.fusion,
+    }
+    path = det.save(out / "yolo_det.pt", meta)
+    (out / "metrics.json").write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def _report_epoch(trainer) -> None:  # noqa: ANN001
+    m = trainer.metrics or {}
+    tl = getattr(trainer, "tloss", None)  # a tensor or a dict of loss items, by ultralytics version
+    try:
+        loss = float(sum(tl.values()) if isinstance(tl, dict) else tl.sum())
+    except (AttributeError, TypeError, ValueError):
+        loss = float("nan")
+    print(f"epoch {trainer.epoch + 1}/{trainer.epochs}  train loss {loss:.3f}  val mAP50 "
+          f"{m.get('metrics/mAP50(B)', float('nan')):.4f}  mAP50-95 {m.get('metrics/mAP50-95(B)', float('nan')):.4f}  "
+          f"({time.time() - trainer.train_time_start:.0f} s)", flush=True)
+
+
+def _ul_version() -> str:
+    import ultralytics
+
+    return ultralytics.__version__
