@@ -55,6 +55,7 @@ def test_dockerfiles_bases_and_commands() -> None:
     for text in (jet, x86):
         assert 'CMD ["ros2", "launch", "ivif_fusion", "multitask.launch.py"]' in text
         assert "colcon build --packages-select ivif_fusion" in text
+        assert text.index("colcon build") < text.index("ivif export onnx")  # graphs baked in at build time
         assert "USER 1000:1000" in text and "/home/ivif/.cache/ivif_fusion/engines" in text
     # every path the images COPY is let through by their .dockerignore
     for df in DOCKERFILES:
