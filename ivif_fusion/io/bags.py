@@ -213,7 +213,14 @@ def _open_error_types() -> tuple:
     from rosbags.highlevel import AnyReaderError
     from rosbags.rosbag2 import ReaderError
 
-    return (AnyReaderError, ReaderError, *_OPEN_ERRORS)
+    extra: tuple = ()
+    try:  # rosbags reads sqlite3 bags through apsw, whose errors do not derive from sqlite3.Error
+        import apsw
+
+        extra = (apsw.Error,)
+    except ImportError:
+        pass
+    return (AnyReaderError, ReaderError, *extra, *_OPEN_ERRORS)
 
 
 def _reason(e: BaseException) -> str:
@@ -291,13 +298,12 @@ class BagReader:
             return
         n = 0
         it = reader.messages(connections=conns)
-        errors = _open_error_types()
         while True:
             try:
                 conn, t, raw = next(it)
             except StopIteration:
                 return
-            except errors as e:
+            except Exception as e:  # noqa: BLE001 - any storage failure here means the file is damaged
                 raise BagReadError(f"bag {self.path} is unreadable after {n} message(s): {_reason(e)} "
                                    "(truncated or corrupt file?)") from e
             n += 1

@@ -1,0 +1,264 @@
+"""Replay: generated bags (sqlite3 / MCAP) -> pairing -> pipeline -> output bag + report, every frame accounted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ivif_fusion.config import TaskConfig, load_runtime
+from ivif_fusion.io import bags
+from ivif_fusion.replay import replay
+from ivif_fusion.report import write_report
+from ivif_fusion.runtime.pipeline import PairSizeMismatch
+from ivif_fusion.runtime.types import Detection, Result, TaskOutput
+
+from test_bags import H, W, write_pairs
+
+FAULTS = dict(drop=0.15, duplicate=0.15, reorder=0.15, corrupt=0.15)
+N = 16
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory) -> Path:  # noqa: ANN001
+    return write_pairs(tmp_path_factory.mktemp("pairs"), N, seed=1)
+
+
+def _cfg(ckpt: Path, **over):  # noqa: ANN001, ANN202
+    o = {"pipeline.backbone_weights": str(ckpt), "replay.metrics_pairs": 2, "replay.sample_frames": 3}
+    o.update(over)
+    return load_runtime(None, o)
+
+
+def _affected(side: dict) -> set[int]:
+    return {f["index"] for f in side["faults"] if f["kind"] in ("drop", "reorder", "corrupt")}
+
+
+@pytest.mark.parametrize("storage,variant", [("sqlite3", {}), ("mcap", {}),
+                                             ("mcap", {"compressed_rgb": True, "thermal_encoding": "mono16"})])
+def test_replay_accounts_for_every_frame_and_copies_headers(pairs_dir, tmp_path, random_vfn_ckpt, storage, variant):
+    opts = bags.MakeBagOptions(storage=storage, seed=11, jitter_ms=4, **FAULTS, **variant)
+    made = bags.make_bag(pairs_dir, tmp_path / "in", opts, progress=False)
+    side = bags.load_sidecar(made.sidecar)
+    assert {f["kind"] for f in side["faults"]} >= {"drop", "duplicate"} or len(side["faults"]) >= 3
+    cfg = _cfg(random_vfn_ckpt, **{"replay.storage": storage})
+    s = replay(made.bag, cfg, tmp_path / "out", progress=False)
+
+    expected = bags.expected_accounting(side, "approximate", 0.05)
+    assert expected is not None
+    # exact accounting, per stream and per reason, equal to what make-bag injected
+    for st in ("thermal", "rgb"):
+        a = s.accounting[st]
+        assert a["received"] == expected["received"][st] == side["messages"][side["topics"][st]]
+        assert a["dropped"] == expected["dropped"][st]
+        assert a["received"] == a["paired"] + a["dropped_total"] == a["fused"] + a["dropped_total"]
+        assert a["balanced"]
+    assert s.pairs_emitted == s.pairs_fused == expected["pairs"]
+    assert s.matches_injected is True
+    assert s.image_size == [W, H]
+    assert set(s.fusion_metrics["fusion"]) >= {"EN", "SSIM", "Qabf"} and s.metrics_pairs == 2
+
+    # output bag: one fused image per fused pair, header = the thermal input's stamp and frame_id
+    out = bags.read_all(s.output_bag)
+    assert {m.topic for m in out} == {"/ivif/fused/fusion"}
+    want = [side["frames"][i]["thermal_stamp_ns"] for i in range(N - 1) if i not in _affected(side)]
+    got = [bags.header_stamp_ns(m.msg.header) for m in out]
+    assert got == want
+    assert {m.msg.header.frame_id for m in out} == {"thermal_optical_frame"}
+    m0 = out[0].msg
+    assert (m0.encoding, m0.width, m0.height, len(m0.data)) == ("rgb8", W, H, W * H * 3)
+    with bags.BagReader(s.output_bag) as r:  # storage as configured
+        assert next(r.path.glob("*.mcap" if storage == "mcap" else "*.db3"), None) is not None
+
+    if variant:
+        return  # the report is checked once per storage format
+    paths = write_report(s)
+    md = paths["markdown"].read_text()
+    assert "every frame accounted for" in md and "matches the faults recorded" in md
+    for key in ("accounting", "latency", "samples"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table>" in paths["html"].read_text()
+    assert len(s.samples) == 3
+
+
+def test_rgb_reference_and_exact_mode(pairs_dir, tmp_path, random_vfn_ckpt):
+    made = bags.make_bag(pairs_dir, tmp_path / "in", bags.MakeBagOptions(jitter_ms=0, seed=2, drop=0.3),
+                         progress=False)
+    side = bags.load_sidecar(made.sidecar)
+    cfg = _cfg(random_vfn_ckpt, **{"sync.mode": "exact", "sync.reference": "rgb", "replay.metrics_pairs": 0})
+    s = replay(made.bag, cfg, tmp_path / "out", progress=False)
+    exp = bags.expected_accounting(side, "exact")
+    assert exp is not None and exp["pairs"] == N - len(side["faults"])  # exact: the last pair is emitted too
+    assert s.pairs_fused == exp["pairs"] and s.matches_injected
+    out = bags.read_all(s.output_bag)
+    assert [bags.header_stamp_ns(m.msg.header) for m in out] == [
+        f["rgb_stamp_ns"] for f in side["frames"] if f["index"] not in _affected(side)]
+    assert {m.msg.header.frame_id for m in out} == {"rgb_optical_frame"}
+
+
+# ----------------------------------------------------------------------------- detection outputs and mAP
+
+
+class PerfectDetector:
+    """A stand-in pipeline whose detection task returns the sidecar's ground truth (score 0.9)."""
+
+    def __init__(self, side: dict, fail_every: int = 0) -> None:
+        self.gt = {f["thermal_stamp_ns"]: f["boxes"] for f in side["frames"]}
+        self.classes = side["classes"]
+        self.backend = SimpleNamespace(name="stub")
+        self.backend_notes: list[str] = []
+        self.plans = [SimpleNamespace(cfg=TaskConfig(name="det", kind="detection", classes=self.classes))]
+        self.fail_every = fail_every
+        self.calls = 0
+
+    def task_config(self, name: str) -> TaskConfig:
+        return self.plans[0].cfg
+
+    def preprocess(self, ir, rgb):  # noqa: ANN001, ANN201
+        return ir, rgb
+
+    def run(self, pair) -> Result:  # noqa: ANN001
+        self.calls += 1
+        if self.fail_every and self.calls % self.fail_every == 0:
+            raise RuntimeError("injected pipeline failure")
+        fused = (np.clip(pair.rgb.image, 0, 1) * 255).astype(np.uint8)
+        dets = [Detection(int(b[0]), self.classes[int(b[0])], 0.9, *b[1:]) for b in self.gt[pair.thermal.stamp_ns]]
+        return Result(pair, {"det": TaskOutput(fused, dets)}, {"total": 1.0})
+
+
+def test_detections_written_and_map_from_sidecar(msrs_root, tmp_path):
+    names = ["00004N.png", "00008N.png", "00012N.png", "00016N.png", "00020N.png", "00024N.png"]
+    made = bags.make_bag(msrs_root, tmp_path / "in", bags.MakeBagOptions(max_side=160, storage="mcap"), names=names,
+                         labels_dir=msrs_root / "labels_det" / "fusion", progress=False)
+    side = bags.load_sidecar(made.sidecar)
+    cfg = load_runtime(None, {"replay.metrics_pairs": 0})
+    s = replay(made.bag, cfg, tmp_path / "out", pipeline=PerfectDetector(side), progress=False)
+    assert s.pairs_fused == len(names) - 1  # the last pair is still waiting at end of stream
+    r = s.detection_map["det"]
+    assert r["mAP50"] == pytest.approx(1.0) and r["mAP50-95"] == pytest.approx(1.0)
+    assert r["images"] == len(names) - 1
+    out = [m for m in bags.read_all(s.output_bag) if m.topic == "/ivif/detections/det"]
+    assert len(out) == len(names) - 1
+    from ivif_fusion.io.messages import msg_to_detections
+
+    f0 = side["frames"][0]
+    assert bags.header_stamp_ns(out[0].msg.header) == f0["thermal_stamp_ns"]
+    dets = msg_to_detections(out[0].msg, side["classes"])
+    assert [d.class_id for d in dets] == [b[0] for b in f0["boxes"]]
+    assert dets[0].x1 == pytest.approx(f0["boxes"][0][1]) and dets[0].y2 == pytest.approx(f0["boxes"][0][4])
+    paths = write_report(s)
+    assert "mAP50" in paths["markdown"].read_text()
+
+
+def test_pipeline_errors_and_size_mismatch_are_accounted(pairs_dir, tmp_path, random_vfn_ckpt):
+    made = bags.make_bag(pairs_dir, tmp_path / "in", bags.MakeBagOptions(), progress=False)
+    side = bags.load_sidecar(made.sidecar)
+    for f in side["frames"]:
+        f["boxes"] = []
+    side["classes"] = ["person"]
+    s = replay(made.bag, load_runtime(None, {"replay.metrics_pairs": 0}), tmp_path / "o1",
+               pipeline=PerfectDetector(side, fail_every=3), progress=False)
+    fails = (N - 1) // 3
+    for st in ("thermal", "rgb"):
+        a = s.accounting[st]
+        assert a["dropped"] == {"pipeline_error": fails, "unflushed": 1}
+        assert a["received"] == N and a["fused"] == N - 1 - fails and a["balanced"]
+    assert s.pairs_emitted == N - 1 and s.pairs_fused == N - 1 - fails
+
+    # RGB at another size than thermal: every pair is a size_mismatch drop (resize disabled); equal
+    # stamps make every pair provably optimal at once, so even the last one is emitted
+    ts = bags.typestore().types
+    from ivif_fusion.io.messages import array_to_image_msg
+
+    with bags.BagWriter(tmp_path / "mm", "sqlite3") as w:
+        for k in range(5):
+            t = 1_000_000_000 + k * 100_000_000
+            w.write(bags.THERMAL_TOPIC, t, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "th"),
+                                                              np.full((H, W), 100, np.uint8), "mono8"))
+            w.write(bags.RGB_TOPIC, t + 1, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "rgb"),
+                                                              np.full((H // 2, W // 2, 3), 90, np.uint8), "rgb8"))
+    s = replay(tmp_path / "mm", _cfg(random_vfn_ckpt, **{"replay.metrics_pairs": 0}), tmp_path / "o2", progress=False)
+    for st in ("thermal", "rgb"):
+        assert s.accounting[st]["dropped"] == {"size_mismatch": 5}
+        assert s.accounting[st]["balanced"]
+    assert s.pairs_fused == 0 and "differ" in s.drops[0]["detail"]
+    assert isinstance(PairSizeMismatch("x"), Exception)
+    write_report(s)  # a report with nothing fused still renders
+
+
+# ----------------------------------------------------------------------------- CLI: one ERROR line, no traceback
+
+
+def _cli(argv, capsys):  # noqa: ANN001, ANN202
+    from ivif_fusion.cli import main
+
+    rc = main(argv)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_cli_make_bag_and_replay(pairs_dir, tmp_path, random_vfn_ckpt, capsys):
+    rc, out, _ = _cli(["make-bag", "--pairs", str(pairs_dir), "--out", str(tmp_path / "b"), "--storage", "mcap",
+                       "--drop", "0.2", "--seed", "5", "--no-progress"], capsys)
+    assert rc == 0 and "sidecar ->" in out
+    rc, out, err = _cli(["replay", str(tmp_path / "b"), "--out", str(tmp_path / "o"), "--weights", str(random_vfn_ckpt),
+                         "--set", "replay.metrics_pairs=0", "--no-progress"], capsys)
+    assert rc == 0, err
+    assert f"report -> {tmp_path / 'o' / 'report.html'}" in out
+    assert (tmp_path / "o" / "report.md").is_file() and (tmp_path / "o" / "summary.json").is_file()
+    assert "WARNING" not in err
+
+
+@pytest.mark.parametrize("case", ["missing_topic", "wrong_type", "truncated", "not_a_bag", "out_exists"])
+def test_cli_bad_bags(case, pairs_dir, tmp_path, random_vfn_ckpt, capsys):
+    bag = tmp_path / "b"
+    extra: list[str] = []
+    if case == "wrong_type":
+        with bags.BagWriter(bag, "sqlite3") as w:
+            w.write(bags.THERMAL_TOPIC, 1, bags.typestore().types["std_msgs/msg/String"](data="x"))
+            w.write(bags.RGB_TOPIC, 2, bags.typestore().types["std_msgs/msg/String"](data="y"))
+    elif case == "not_a_bag":
+        bag.mkdir()
+        (bag / "readme.txt").write_text("hello")
+    else:
+        made = bags.make_bag(pairs_dir, bag, bags.MakeBagOptions(storage="mcap"), progress=False)
+        if case == "missing_topic":
+            extra = ["--set", "replay.rgb_topic=/camera/color"]
+        elif case == "truncated":
+            data = next(made.bag.glob("*.mcap"))
+            data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+        elif case == "out_exists":
+            (tmp_path / "o" / "bag").mkdir(parents=True)
+    rc, out, err = _cli(["replay", str(bag), "--out", str(tmp_path / "o"), "--weights", str(random_vfn_ckpt),
+                         "--no-progress", *extra], capsys)
+    assert rc == 1
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("ERROR: "), err
+    assert "Traceback" not in err + out
+    want = {"missing_topic": "rgb topic '/camera/color' not in bag", "wrong_type": "carries std_msgs/msg/String",
+            "truncated": "truncated or corrupt", "not_a_bag": "no metadata.yaml", "out_exists": "exists already"}[case]
+    assert want in lines[0]
+
+
+def test_bag_damaged_mid_file_keeps_partial_report(pairs_dir, tmp_path, random_vfn_ckpt, capsys):
+    """A sqlite3 bag whose data pages are damaged: what could be read is reported, then ERROR and exit 1."""
+    made = bags.make_bag(pairs_dir, tmp_path / "b", bags.MakeBagOptions(), progress=False)
+    db = next(made.bag.glob("*.db3"))
+    raw = bytearray(db.read_bytes())
+    start = (len(raw) * 6 // 10) // 4096 * 4096
+    raw[start:start + 8192] = b"\xff" * 8192
+    db.write_bytes(bytes(raw))
+    rc, out, err = _cli(["replay", str(made.bag), "--out", str(tmp_path / "o"), "--weights", str(random_vfn_ckpt),
+                         "--set", "replay.metrics_pairs=0", "--no-progress"], capsys)
+    assert "Traceback" not in err + out
+    assert rc == 1
+    errors = [ln for ln in err.splitlines() if ln.startswith("ERROR: ")]
+    assert len(errors) == 1 and "unreadable after" in errors[0] and "were not read" in errors[0]
+    import json
+
+    summ = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summ["truncated"] and summ["balanced"]
+    assert summ["matches_injected"] is None
+    assert 0 < sum(a["received"] for a in summ["accounting"].values()) < 2 * N
