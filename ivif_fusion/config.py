@@ -181,6 +181,43 @@ class TrainTaskConfig:
     out: str = param("runs/task_detection", "Output folder: ultralytics run and the converted checkpoint.")
 
 
+@dataclass
+class TrainRSCConfig:
+    """`ivif train rsc`: RSC task customization against frozen backbone and task networks."""
+
+    data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
+    dataset: str = param("MSRS", "Labelled paired folder (MSRS: train frame range only).")
+    label_set: str = param("fusion", "MSRS box set (labels_det/<set>).", choices=("fusion", "infrared", "visible"))
+    backbone: str = param("models/vfn_msrs.pt", "Frozen VFN backbone checkpoint.")
+    tasks: list = param(help="Tasks to customize for: mappings {name, weights} (task network checkpoints).",
+                        factory=lambda: [{"name": "detection", "weights": "models/yolo_det_msrs.pt"}])
+    descriptor: str = param("features", "Task descriptor: pooled task-network features of the generic fused image, "
+                                        "or learned per-task embeddings only.", choices=("features", "embedding"))
+    crop: int = param(320, "Training crop size at full resolution (multiple of 32).", min=32)
+    batch_size: int = param(4, "Crops per step.", min=1)
+    steps: int = param(300, "Optimisation steps.", min=1)
+    lr: float = param(1e-3, "Adam learning rate (cosine decay to 5 %).", min=0.0)
+    alpha: float = param(5.0, "Weight of the reward/punishment term alpha * ReLU(L_t - L_ref).", min=0.0)
+    reference: str = param("generic", "L_ref: task loss of the generic fused image on the same batch, or the "
+                                      "previous step's task loss.", choices=("generic", "previous"))
+    w_fid: float = param(1.0, "Weight of the fusion-fidelity term (the stage-1 fusion loss).", min=0.0)
+    cagrad_c: float = param(0.5, "CAGrad c (0 = average of the task gradients).", min=0.0)
+    cagrad_rescale: bool = param(True, "Divide the CAGrad update by 1 + c^2 (reference implementation default).")
+    num_bases: int = param(16, "Size of the shared basis bank.", min=1)
+    hidden: int = param(32, "Width of the interaction blocks.", min=4)
+    top_k: int = param(0, "0: soft basis selection; k > 0: hard top-k with straight-through gradients.", min=0)
+    gumbel: bool = param(True, "Gumbel noise on basis selection during training (never at inference).")
+    descriptor_dropout: float = param(0.25, "Probability of training a batch on the stored mean descriptor "
+                                            "(what inference uses when no task descriptor is given).",
+                                      min=0.0, max=1.0)
+    min_visible: float = param(0.4, "A cropped box is kept when at least this fraction of its area is inside.",
+                               min=0.0, max=1.0)
+    seed: int = param(0, "Seed of initialisation and crops.")
+    threads: int = param(2, "Torch CPU threads.", min=1)
+    device: str = param("cpu", "Torch device.")
+    out: str = param("runs/rsc", "Output folder: rsc.pt (kind 'rsc'), log.csv, config.yaml.")
+
+
 # --------------------------------------------------------------------------- loading
 
 

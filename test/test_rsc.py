@@ -226,3 +226,99 @@ def test_checkpoint_round_trip(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="'rsc'"):
         checkpoint.save(tmp_path / "v.pt", "vfn", vfn.cfg.to_dict(), vfn.state_dict())
         load_customized(tmp_path / "v.pt", vfn)
+
+
+# ---------------------------------------------------------------------- losses and training
+
+
+def test_reward_punishment_values_and_gradient():
+    from ivif_fusion.losses import reward_punishment, rsc_task_loss
+
+    x = torch.tensor(2.0, requires_grad=True)
+    rp = reward_punishment(x * 1.0, torch.tensor(1.5), alpha=5.0)
+    assert rp.item() == pytest.approx(2.5)
+    rp.backward()
+    assert x.grad.item() == pytest.approx(5.0)
+    assert reward_punishment(torch.tensor(1.0), 1.5).item() == 0.0
+    ir, y = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8)
+    parts = rsc_task_loss(torch.tensor(3.0), torch.tensor(1.0), torch.maximum(ir, y), ir, y, alpha=2.0, w_fid=0.0)
+    assert parts["total"].item() == pytest.approx(3.0 + 2.0 * 2.0)
+    assert rsc_task_loss(torch.tensor(3.0), None, y, ir, y)["reward_punishment"].item() == 0.0
+
+
+def test_crop_boxes_hand_values():
+    from ivif_fusion.training.rsc import crop_boxes
+    import numpy as np
+
+    boxes = np.array([[0, 10, 10, 30, 50], [2, 90, 0, 130, 20], [1, 200, 200, 210, 210]], np.float32)
+    out = crop_boxes(boxes, x0=5, y0=0, size=100, min_visible=0.4, flip=False)
+    # box 0 fully inside, shifted by x0; box 1: 10 of 40 px wide inside (25 %) -> dropped; box 2 outside
+    np.testing.assert_allclose(out, [[0, 5, 10, 25, 50]])
+    flipped = crop_boxes(boxes, x0=5, y0=0, size=100, min_visible=0.2, flip=True)
+    np.testing.assert_allclose(flipped, [[0, 75, 10, 95, 50], [2, 0, 0, 15, 20]])
+
+
+class TinyDetector(TinyTask):
+    """Duck-typed detection adapter: loss over (K, 5) pixel boxes, features for the descriptor."""
+
+    TASK = "detection"
+
+    def loss(self, images, targets):
+        heat = self.features(images).mean(1)  # (N, h, w)
+        tgt = torch.zeros_like(heat)
+        for i, t in enumerate(targets):
+            for b in torch.as_tensor(t).reshape(-1, 5):
+                tgt[i, int(b[2]) // 4:int(b[4]) // 4 + 1, int(b[1]) // 4:int(b[3]) // 4 + 1] = 1.0
+        return F.mse_loss(heat, tgt)
+
+
+def _tiny_training(tmp_path, name, **over):
+    import numpy as np
+
+    from ivif_fusion.config import TrainRSCConfig, load
+    from ivif_fusion.training.rsc import LabelledPair, train
+
+    rng = np.random.default_rng(0)
+    pairs = [LabelledPair(f"p{i}", rng.integers(0, 256, (48, 64), dtype=np.uint8),
+                          rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
+                          np.array([[0, 8, 8, 24, 30]], np.float32)) for i in range(3)]
+    cfg = load(TrainRSCConfig, None, {"steps": 4, "crop": 32, "batch_size": 2, "threads": 1,
+                                      "out": str(tmp_path / name), "lr": 0.01, **over})
+    torch.manual_seed(0)
+    vfn = VFN(VFNConfig(depth=1))
+    return train(cfg, progress=False, backbone=vfn, adapters={"detection": TinyDetector()}, pairs=pairs), vfn
+
+
+def test_training_writes_checkpoint_log_and_is_seeded(tmp_path):
+    import csv
+
+    path, vfn = _tiny_training(tmp_path, "a")
+    ckpt = checkpoint.load(path, "rsc")
+    assert ckpt["config"]["backbone"] == vfn.cfg.to_dict()
+    assert ckpt["config"]["rsc"]["tasks"] == ["detection"]
+    assert ckpt["config"]["rsc"]["descriptor_dims"] == {"detection": 12}
+    assert ckpt["meta"]["steps"] == 4 and ckpt["meta"]["train_config"]["crop"] == 32
+    rows = list(csv.DictReader(open(path.parent / "log.csv")))
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
+    assert float(rows[0]["detection_ref"]) == pytest.approx(float(rows[0]["detection_task"]))  # identity at step 1
+    model = load_customized(path, vfn)
+    assert model.rsc.gamma.abs().sum() > 0  # it learned something
+    path_b, _ = _tiny_training(tmp_path, "b")
+    sa, sb = checkpoint.load(path)["state_dict"], checkpoint.load(path_b)["state_dict"]
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_training_embedding_mode_and_previous_reference(tmp_path):
+    path, _ = _tiny_training(tmp_path, "c", descriptor="embedding", reference="previous", top_k=2)
+    ckpt = checkpoint.load(path, "rsc")
+    assert ckpt["config"]["rsc"]["descriptor_dims"] == {}
+    assert ckpt["config"]["rsc"]["top_k"] == 2
+
+
+def test_train_rsc_cli_rejects_missing_weights(tmp_path, capsys):
+    from ivif_fusion.cli import main
+
+    rc = main(["train", "rsc", "--out", str(tmp_path / "x"), "--set", "backbone=" + str(tmp_path / "none.pt")])
+    assert rc == 1
+    assert "not found" in capsys.readouterr().err

@@ -1,0 +1,302 @@
+"""RSC training: task-customized fusion against frozen backbone and task networks.
+
+Per step, on a batch of full-resolution crops with their boxes:
+
+1. the frozen backbone encodes both modalities once and makes the generic fused Y;
+2. per task: the task descriptor is the pooled ``features`` of the task network on the generic
+   fused colour image (``descriptor: features``; with probability ``descriptor_dropout`` the
+   RSC's stored mean descriptor is used instead, as at inference without a descriptor); the
+   RSC customizes the encoder features, the backbone fuses and decodes them, the visible
+   CbCr gives the colour image, and the frozen task network's loss is taken on it;
+3. each task's objective is ``L_t + alpha * ReLU(L_t - L_ref) + w_fid * fusion_loss``
+   (:func:`ivif_fusion.losses.rsc_task_loss`; ``L_ref`` the generic image's task loss on the same
+   batch, or the previous step's loss);
+4. CAGrad (:mod:`ivif_fusion.mtl`) combines the per-task gradients of the RSC parameters; Adam steps.
+
+Crops keep the images at their native resolution (what the backbone sees at deployment). The
+detector's input size is scaled with the crop (``imgsz * crop / full long side``) so that
+objects have the size they have when the detector runs on full frames.
+
+Outputs in ``cfg.out``: ``rsc.pt`` (kind 'rsc', RSC + backbone configs, metadata), ``log.csv``,
+``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from .. import __version__
+from ..colour import rgb_to_ycbcr, ycbcr_to_rgb_t
+from ..config import TrainRSCConfig, to_dict
+from ..errors import UserError
+from ..losses import rsc_task_loss
+from ..models import checkpoint
+from ..models.rsc import RSC, CustomizedFusion, pool_descriptor, save_rsc
+from ..mtl import CAGrad
+from ..paths import require_data_root, resolve
+
+
+class RSCTrainingError(UserError):
+    """The RSC training configuration cannot be run (missing weights, unsupported task)."""
+
+
+@dataclass
+class LabelledPair:
+    """One training pair held in memory: IR, Y, CbCr as uint8 and boxes (K, 5) [cls, x1, y1, x2, y2] pixels."""
+
+    name: str
+    ir: np.ndarray    # (H, W) uint8
+    ycc: np.ndarray   # (H, W, 3) uint8
+    boxes: np.ndarray  # (K, 5) float32
+
+
+def load_labelled_pairs(cfg: TrainRSCConfig, progress: bool = True) -> list[LabelledPair]:
+    """Training pairs (MSRS: train frame range only) with their boxes from ``labels_det/<label_set>``."""
+    from tqdm import tqdm
+
+    from ..data.labels import read_yolo, yolo_to_xyxy
+    from ..data.paired import PairedFolder
+    from ..data.splits import training_names
+    from ..imageops import to_uint8
+
+    root = require_data_root(cfg.data_root or None) / cfg.dataset
+    labels = root / "labels_det" / cfg.label_set
+    if not labels.is_dir():
+        raise RSCTrainingError(f"no box labels at {labels}: RSC training needs a labelled dataset")
+    folder = PairedFolder(root, strict=False)
+    names = training_names(cfg.dataset, folder.names)
+    pairs = []
+    for n in tqdm(names, desc="loading pairs", disable=not progress, unit="pair"):
+        s = folder.load(n)
+        h, w = s.ir.shape
+        boxes = yolo_to_xyxy(read_yolo(labels / (Path(n).stem + ".txt")), w, h)
+        pairs.append(LabelledPair(n, to_uint8(s.ir), to_uint8(rgb_to_ycbcr(s.vi)), boxes.astype(np.float32)))
+    if not pairs:
+        raise RSCTrainingError(f"no training pairs in {root}")
+    return pairs
+
+
+def crop_boxes(boxes: np.ndarray, x0: int, y0: int, size: int, min_visible: float, flip: bool) -> np.ndarray:
+    """Boxes (K, 5) [cls, x1, y1, x2, y2] moved into a ``size`` crop at (x0, y0), clipped; boxes with less
+    than ``min_visible`` of their area inside are dropped; ``flip`` mirrors them horizontally."""
+    if len(boxes) == 0:
+        return boxes.reshape(0, 5)
+    b = boxes.copy()
+    b[:, [1, 3]] -= x0
+    b[:, [2, 4]] -= y0
+    area = (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2])
+    c = b.copy()
+    c[:, 1:] = np.clip(c[:, 1:], 0, size)
+    inside = (c[:, 3] - c[:, 1]) * (c[:, 4] - c[:, 2])
+    keep = (inside >= min_visible * np.maximum(area, 1e-9)) & (c[:, 3] - c[:, 1] >= 2) & (c[:, 4] - c[:, 2] >= 2)
+    c = c[keep]
+    if flip:
+        c[:, [1, 3]] = size - c[:, [3, 1]]
+    return c
+
+
+def sample_batch(pairs: list[LabelledPair], size: int, batch: int, seed: int, step: int,
+                 min_visible: float = 0.4) -> dict[str, Any]:
+    """A deterministic batch (a function of seed and step): crops centred near a random box 3 times out of 4."""
+    rng = np.random.default_rng([seed, step])
+    irs, yccs, targets = [], [], []
+    for _ in range(batch):
+        p = pairs[int(rng.integers(len(pairs)))]
+        h, w = p.ir.shape
+        ir, ycc = p.ir, p.ycc
+        if h < size or w < size:  # small images are padded by reflection up to the crop
+            pad = ((0, max(0, size - h)), (0, max(0, size - w)))
+            ir, ycc = np.pad(ir, pad, mode="reflect"), np.pad(ycc, pad + ((0, 0),), mode="reflect")
+            h, w = ir.shape
+        if len(p.boxes) and rng.random() < 0.75:
+            bx = p.boxes[int(rng.integers(len(p.boxes)))]
+            cx, cy = (bx[1] + bx[3]) / 2, (bx[2] + bx[4]) / 2
+            x0 = int(np.clip(cx - rng.uniform(0.2, 0.8) * size, 0, w - size))
+            y0 = int(np.clip(cy - rng.uniform(0.2, 0.8) * size, 0, h - size))
+        else:
+            x0, y0 = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
+        flip = bool(rng.random() < 0.5)
+        a, b = ir[y0:y0 + size, x0:x0 + size], ycc[y0:y0 + size, x0:x0 + size]
+        if flip:
+            a, b = a[:, ::-1], b[:, ::-1]
+        irs.append(np.ascontiguousarray(a))
+        yccs.append(np.ascontiguousarray(b))
+        targets.append(crop_boxes(p.boxes, x0, y0, size, min_visible, flip))
+    ir_t = torch.from_numpy(np.stack(irs)).float().div_(255.0).unsqueeze(1)
+    ycc_t = torch.from_numpy(np.stack(yccs)).float().div_(255.0).permute(0, 3, 1, 2).contiguous()
+    return {"ir": ir_t, "y": ycc_t[:, :1], "cbcr": ycc_t[:, 1:], "targets": targets}
+
+
+def to_rgb(fused_y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+    """Fused Y (N, 1, H, W) + visible CbCr (N, 2, H, W) -> RGB (N, 3, H, W) in 0..1 (differentiable)."""
+    return ycbcr_to_rgb_t(torch.cat([fused_y, cbcr], 1))
+
+
+def _lr(step: int, total: int, base: float) -> float:
+    warm = min(20, total // 10)
+    if step < warm:
+        return base * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _task_imgsz(adapter: Any, crop: int, full_side: int) -> int | None:
+    """Detector input size for crops so objects keep their full-frame scale (None: adapter has no imgsz)."""
+    cfg = getattr(adapter, "cfg", None)
+    if cfg is None or not hasattr(cfg, "imgsz") or full_side <= 0:
+        return None
+    return max(32, int(round(crop * cfg.imgsz / full_side / 32)) * 32)
+
+
+def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Module | None = None,
+          adapters: dict[str, Any] | None = None, pairs: list[LabelledPair] | None = None) -> Path:
+    """Train an RSC; returns ``<out>/rsc.pt``.
+
+    ``backbone``, ``adapters`` (task name -> adapter with ``loss``/``features``) and ``pairs`` may be
+    given directly (tests); otherwise they are loaded from the configured checkpoints and data.
+    """
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    if cfg.crop % 32:
+        raise RSCTrainingError(f"crop {cfg.crop} must be a multiple of 32")
+    task_names = [str(t["name"]) if isinstance(t, dict) else str(t) for t in cfg.tasks]
+    if not task_names or len(set(task_names)) != len(task_names):
+        raise RSCTrainingError(f"'tasks' must name distinct tasks, got {task_names}")
+    sources: dict[str, str] = {}
+    if backbone is None:
+        sources["backbone"] = str(resolve(cfg.backbone))
+        backbone = checkpoint.load_vfn(resolve(cfg.backbone))
+    if adapters is None:
+        from ..tasks import load_task
+
+        adapters = {}
+        for t in cfg.tasks:
+            if not isinstance(t, dict) or not t.get("weights"):
+                raise RSCTrainingError(f"task entry {t!r} needs 'name' and 'weights' (a task network checkpoint)")
+            path = resolve(t["weights"])
+            if not path.is_file():
+                raise RSCTrainingError(f"task '{t['name']}': weights {path} not found (train it with "
+                                       "`ivif train task` first)")
+            adapters[str(t["name"])] = load_task(path, cfg.device)
+            sources[str(t["name"])] = str(path)
+    for name, ad in adapters.items():
+        kind = getattr(ad, "TASK", "detection")
+        if kind != "detection":
+            raise RSCTrainingError(f"task '{name}' ({kind}): only detection labels exist in the shared data")
+    backbone = backbone.to(device).eval().requires_grad_(False)
+    for ad in adapters.values():
+        if hasattr(ad, "freeze"):
+            ad.freeze()
+    if pairs is None:
+        pairs = load_labelled_pairs(cfg, progress)
+    full_side = max(max(p.ir.shape) for p in pairs)
+
+    dims = None
+    if cfg.descriptor == "features":
+        with torch.no_grad():
+            probe = torch.rand(1, 3, 64, 64, device=device)
+            dims = {t: int(adapters[t].features(probe).shape[1]) for t in task_names}
+    rsc = RSC(backbone.cfg, task_names, dims, num_bases=cfg.num_bases, hidden=cfg.hidden, top_k=cfg.top_k,
+              gumbel=cfg.gumbel).to(device)
+    model = CustomizedFusion(backbone, rsc)
+    opt = torch.optim.Adam(rsc.parameters(), lr=cfg.lr)
+    mtl = CAGrad(rsc.parameters(), cfg.cagrad_c, cfg.cagrad_rescale)
+
+    out = resolve(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    log_f = open(out / "log.csv", "w", newline="")
+    log = csv.writer(log_f)
+    cols = ["task", "ref", "reward_punishment", "fidelity", "total"]
+    log.writerow(["step", "lr"] + [f"{t}_{c}" for t in task_names for c in cols]
+                 + ["grad_norm", "min_task_cos", "seconds"])
+
+    saved_imgsz = {t: getattr(getattr(ad, "cfg", None), "imgsz", None) for t, ad in adapters.items()}
+    train_imgsz = {t: _task_imgsz(ad, cfg.crop, full_side) for t, ad in adapters.items()}
+    rng = np.random.default_rng([cfg.seed, 99])
+    prev: dict[str, torch.Tensor | None] = {t: None for t in task_names}
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, desc="train rsc", disable=not progress, unit="step")
+    history: list[dict[str, float]] = []
+    try:
+        for t, s in train_imgsz.items():
+            if s is not None:
+                adapters[t].cfg.imgsz = s
+        model.train()
+        backbone.eval()
+        for step in range(cfg.steps):
+            b = sample_batch(pairs, cfg.crop, cfg.batch_size, cfg.seed, step, cfg.min_visible)
+            ir, y, cbcr = b["ir"].to(device), b["y"].to(device), b["cbcr"].to(device)
+            lr = _lr(step, cfg.steps, cfg.lr)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with torch.no_grad():
+                f_ir, f_vi = model.encode(ir, y)
+                generic = to_rgb(model.fuse_decode(f_ir, f_vi), cbcr)
+            losses, row = [], {}
+            for t in task_names:
+                ad = adapters[t]
+                desc = None
+                if dims is not None and rng.random() >= cfg.descriptor_dropout:
+                    with torch.no_grad():
+                        desc = pool_descriptor(ad.features(generic))
+                ref = prev[t]
+                if cfg.reference == "generic":
+                    with torch.no_grad():
+                        ref = ad.loss(generic, b["targets"])
+                fused = model.fuse_decode(*model.customize(f_ir, f_vi, t, desc))
+                task_loss = ad.loss(to_rgb(fused, cbcr), b["targets"])
+                parts = rsc_task_loss(task_loss, ref, fused, ir, y, alpha=cfg.alpha, w_fid=cfg.w_fid)
+                prev[t] = task_loss.detach()
+                losses.append(parts["total"])
+                row[t] = {"task": parts["task"].item(), "ref": float("nan") if ref is None else float(ref),
+                          "reward_punishment": parts["reward_punishment"].item(),
+                          "fidelity": parts["fidelity"].item(), "total": parts["total"].item()}
+            opt.zero_grad(set_to_none=True)
+            info = mtl.backward(losses)
+            opt.step()
+            history.append({f"{t}_{c}": row[t][c] for t in task_names for c in cols})
+            log.writerow([step + 1, f"{lr:.6g}"] + [f"{row[t][c]:.6f}" for t in task_names for c in cols]
+                         + [f"{info['grad_norm']:.6g}", f"{info['min_task_cos']:.4f}", f"{time.time() - t0:.1f}"])
+            log_f.flush()
+            bar.update(1)
+            first = task_names[0]
+            bar.set_postfix(task=f"{row[first]['task']:.3f}", ref=f"{row[first]['ref']:.3f}")
+    finally:
+        bar.close()
+        log_f.close()
+        for t, s in saved_imgsz.items():
+            if s is not None:
+                adapters[t].cfg.imgsz = s
+    rsc.eval()
+    last = history[-min(50, len(history)):]
+    summary = {k: round(float(np.nanmean([h[k] for h in last])), 6) for k in history[-1]}
+    meta = {
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "train_config": to_dict(cfg),
+        "pairs": len(pairs),
+        "pair_names_head": [p.name for p in pairs[:5]],
+        "steps": cfg.steps,
+        "seconds": round(time.time() - t0, 1),
+        "task_imgsz_during_training": train_imgsz,
+        "last50_mean": summary,
+        "sources": {k: {"path": v, "sha256": checkpoint.file_sha256(v)} for k, v in sources.items()},
+        "ivif_fusion": __version__,
+        "torch": torch.__version__,
+    }
+    path = save_rsc(out / "rsc.pt", rsc, backbone.cfg, meta)
+    return path
