@@ -30,7 +30,7 @@ STAGE = "backbone+heads"
 
 
 def session_options(threads: int):  # noqa: ANN201 - onnxruntime imported lazily
-    """CPU session options: ``threads`` intra-op threads, sequential execution, every graph optimization.
+    """CPU session options: ``threads`` intra-op threads, no spinning, sequential, every graph optimization.
 
     ORT_ENABLE_ALL includes the NCHWc layout transform (blocked convolutions with fused
     activations and residual adds), which is where most of the CPU speed-up over eager torch
@@ -44,6 +44,9 @@ def session_options(threads: int):  # noqa: ANN201 - onnxruntime imported lazily
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    # No busy-waiting between runs: the CPU is shared with the task networks and other nodes
+    # (torch is likewise run with OMP_WAIT_POLICY=PASSIVE by scripts/env.sh).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 

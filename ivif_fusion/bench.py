@@ -1,0 +1,433 @@
+"""Benchmarks behind ``ivif bench``: backbone torch vs ONNX Runtime, and the multi-task pipeline.
+
+Sections (each writes into one JSON + markdown report under ``benchmarks/``):
+
+``fusion``
+    The fusion backbone (VFN, ``forward(ir, y) -> fused Y``) in eager torch and in ONNX
+    Runtime (graph exported by :func:`ivif_fusion.runtime.export.export_onnx`, ORT_ENABLE_ALL),
+    plus one 3x3 head on its own. The two backbones run alternately, frame by frame, so load
+    from other processes hits both alike; reported: median and p90 of each, and the median
+    of the per-frame ratio ORT / torch.
+
+``pipeline``
+    The per-pair fusion pipeline for 1, 2 and 3 tasks, torch vs ONNX Runtime, in two designs:
+    *shared* (backbone once + one head per task: :class:`MultiHeadFusion`, what
+    :class:`~ivif_fusion.runtime.pipeline.Pipeline` runs) and *separate* (one full fusion
+    network per task, N backbone runs). Stages as the pipeline names them: ``preprocess``
+    (BT.601 YCbCr of the RGB frame), the backend's stages (torch: ``backbone`` and
+    ``head:<task>``; ONNX Runtime: one call ``backbone+heads``; separate: ``net:<task>``),
+    ``postprocess`` (colour recombination + uint8 per task), ``total``. All configurations
+    run round-robin per frame. Task networks (detection YOLO, segmentation) are timed in
+    their own pass (``task:<name>``; identical in every design, so not repeated per config).
+
+Weights: the shipped backbone when given, else a seeded random VFN; task heads and task
+networks are randomly initialised (timing does not depend on the values; the report says so).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("ivif_fusion.bench")
+
+TASKS = ("detection", "segmentation", "fusion")  # task names for 1, 2, 3 tasks (in this order)
+
+
+@dataclass
+class BenchOptions:
+    width: int = 640
+    height: int = 480
+    threads: int = 2
+    frames: int = 30
+    warmup: int = 3
+    task_counts: tuple = (1, 2, 3)
+    backends: tuple = ("torch", "onnxruntime")
+    weights: str = ""              # VFN checkpoint; empty = seeded random VFN
+    task_networks: bool = True
+    out_dir: str = "benchmarks"
+    seed: int = 0
+    notes: list = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def machine_info() -> dict:
+    """CPU model, cores, library versions, date and load (os.getloadavg) of this machine."""
+    import onnxruntime as ort
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu_model": cpu, "logical_cpus": os.cpu_count(),
+            "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "torch": torch.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def stats(values: list[float]) -> dict:
+    a = np.asarray(values, dtype=np.float64)
+    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "mean": float(a.mean()),
+            "n": int(a.size)}
+
+
+def _frames(opts: BenchOptions) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Up to 8 real MSRS pairs at the bench size when the shared data is there, else synthetic ones."""
+    import cv2
+
+    from .paths import data_root
+
+    root = data_root() / "MSRS"
+    pairs = []
+    if (root / "ir").is_dir():
+        from .data.paired import PairedFolder
+
+        folder = PairedFolder(root, strict=False)
+        for name in folder.names[:8]:
+            s = folder.load(name)
+            ir, vi = s.ir, s.vi
+            if ir.shape != (opts.height, opts.width):
+                ir = cv2.resize(ir, (opts.width, opts.height), interpolation=cv2.INTER_AREA)
+                vi = cv2.resize(vi, (opts.width, opts.height), interpolation=cv2.INTER_AREA)
+            pairs.append((ir.astype(np.float32), vi.astype(np.float32)))
+        opts.notes.append(f"inputs: {len(pairs)} MSRS pairs cycled ({opts.width}x{opts.height})")
+    if not pairs:
+        rng = np.random.default_rng(opts.seed)
+        pairs = [(rng.random((opts.height, opts.width), dtype=np.float32),
+                  rng.random((opts.height, opts.width, 3), dtype=np.float32)) for _ in range(4)]
+        opts.notes.append("inputs: synthetic noise pairs (shared MSRS data not found)")
+    return pairs
+
+
+def _backbone(opts: BenchOptions, seed: int):  # noqa: ANN202
+    import torch
+
+    from .models import checkpoint
+    from .models.vfn import VFN
+
+    if opts.weights:
+        return checkpoint.load_vfn(opts.weights)
+    torch.manual_seed(seed)
+    return VFN().eval()
+
+
+def _graph(backbone, tasks: list[str], seed: int):  # noqa: ANN001, ANN202
+    """Backbone + one randomly initialised head per task (VIFA layout)."""
+    import torch
+
+    from .models.heads import MultiHeadFusion, make_head
+
+    torch.manual_seed(1000 + seed)
+    heads = {t: make_head(backbone.cfg.width // 2) for t in tasks}
+    return MultiHeadFusion(backbone, heads, head_names=list(tasks)).eval()
+
+
+def _make_backend(kind: str, graph, opts: BenchOptions, workdir: Path, tag: str):  # noqa: ANN001, ANN202
+    from .runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from .runtime.backends.torch_backend import TorchBackend
+    from .runtime.export import export_onnx
+
+    if kind == "torch":
+        return TorchBackend(graph, "cpu", opts.threads)
+    res = export_onnx(graph, workdir / tag, verify=False)
+    return OnnxRuntimeBackend(res.path, res.head_names, res.weights_sha256, opts.threads)
+
+
+class _Config:
+    """One pipeline configuration: preprocess, fusion backend(s), postprocess."""
+
+    def __init__(self, name: str, backend: str, design: str, tasks: list[str], runners: list) -> None:
+        self.name, self.backend, self.design, self.tasks, self.runners = name, backend, design, tasks, runners
+        self.samples: dict[str, list[float]] = {}
+
+    def run(self, ir: np.ndarray, rgb: np.ndarray, record: bool) -> None:
+        from .colour import rgb_to_ycbcr, ycbcr_to_rgb
+        from .imageops import to_uint8
+
+        t_start = time.perf_counter()
+        ycc = rgb_to_ycbcr(rgb)
+        times = {"preprocess": (time.perf_counter() - t_start) * 1e3}
+        fused: dict[str, np.ndarray] = {}
+        ir4, y4 = ir[None, None], np.ascontiguousarray(ycc[..., 0])[None, None]
+        for task, runner in self.runners:
+            out, t = runner.run(ir4, y4)
+            if task is None:  # shared: one backend, every head
+                fused.update({k: v[0, 0] for k, v in out.items()})
+                times.update(t)
+            else:             # separate: one network per task
+                fused[task] = next(iter(out.values()))[0, 0]
+                times[f"net:{task}"] = sum(t.values())
+        t = time.perf_counter()
+        for fy in fused.values():
+            c = ycc.copy()
+            c[..., 0] = fy
+            to_uint8(ycbcr_to_rgb(c))
+        times["postprocess"] = (time.perf_counter() - t) * 1e3
+        times["total"] = (time.perf_counter() - t_start) * 1e3
+        if record:
+            for k, v in times.items():
+                self.samples.setdefault(k, []).append(v)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Callable[[str], None]) -> dict:
+    """Backbone torch vs ORT (alternating per frame) and one head alone."""
+    import onnxruntime as ort
+    import torch
+
+    from .models.heads import MultiHeadFusion
+    from .runtime.backends.onnxruntime_backend import session_options
+    from .runtime.export import export_onnx
+
+    torch.set_num_threads(opts.threads)
+    backbone = _backbone(opts, opts.seed)
+    res = export_onnx(MultiHeadFusion(backbone), workdir / "backbone", verify=True)
+    sess = ort.InferenceSession(str(res.path), session_options(opts.threads), providers=["CPUExecutionProvider"])
+    head = _graph(backbone, ["detection"], opts.seed).heads["detection"]
+    shared_cache: dict[int, torch.Tensor] = {}
+    t_torch, t_ort, t_head, ratio = [], [], [], []
+    n = opts.warmup + opts.frames
+    with torch.inference_mode():
+        for i in range(n):
+            ir, rgb = frames[i % len(frames)]
+            from .colour import luminance
+
+            y = luminance(rgb)[None, None].astype(np.float32)
+            x = ir[None, None]
+            # alternate which goes first so neither always runs on a warmer cache
+            order = ("torch", "ort") if i % 2 == 0 else ("ort", "torch")
+            d = {}
+            for which in order:
+                t0 = time.perf_counter()
+                if which == "torch":
+                    backbone(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+                else:
+                    sess.run(None, {"ir": x, "y": y})
+                d[which] = (time.perf_counter() - t0) * 1e3
+            key = i % len(frames)
+            if key not in shared_cache:
+                shared_cache[key] = backbone.shared_features(torch.from_numpy(x), torch.from_numpy(y))
+            t0 = time.perf_counter()
+            torch.tanh(head(shared_cache[key]))
+            th = (time.perf_counter() - t0) * 1e3
+            if i >= opts.warmup:
+                t_torch.append(d["torch"])
+                t_ort.append(d["ort"])
+                t_head.append(th)
+                ratio.append(d["ort"] / d["torch"])
+            progress(f"fusion {i + 1}/{n}: torch {d['torch']:.0f} ms, ort {d['ort']:.0f} ms")
+    return {"torch_backbone_ms": stats(t_torch), "ort_backbone_ms": stats(t_ort), "torch_head_ms": stats(t_head),
+            "ratio_ort_over_torch": {"median_of_per_frame": float(np.median(ratio)),
+                                     "of_medians": float(np.median(t_ort) / np.median(t_torch)),
+                                     "p90_of_per_frame": float(np.percentile(ratio, 90))},
+            "parity_max_abs_diff": res.parity, "ort_graph_optimization": "ORT_ENABLE_ALL (NCHWc, fusions), onnxslim"}
+
+
+def bench_pipeline(opts: BenchOptions, frames: list, workdir: Path, progress: Callable[[str], None]) -> dict:
+    """Shared vs separate fusion, 1..3 tasks, per backend, round-robin per frame."""
+    import torch
+
+    torch.set_num_threads(opts.threads)
+    configs: list[_Config] = []
+    for backend in opts.backends:
+        for k in opts.task_counts:
+            tasks = list(TASKS[:k])
+            graph = _graph(_backbone(opts, opts.seed), tasks, opts.seed)
+            runner = _make_backend(backend, graph, opts, workdir, f"{backend}-shared-{k}")
+            configs.append(_Config(f"{backend}/shared/{k}", backend, "shared", tasks, [(None, runner)]))
+            if k == 1:
+                continue  # one task: separate == shared (one backbone, one head)
+            runners = []
+            for j, t in enumerate(tasks):
+                g = _graph(_backbone(opts, opts.seed + 1 + j), [t], opts.seed + j)
+                runners.append((t, _make_backend(backend, g, opts, workdir, f"{backend}-separate-{k}-{t}")))
+            configs.append(_Config(f"{backend}/separate/{k}", backend, "separate", tasks, runners))
+    n = opts.warmup + opts.frames
+    for i in range(n):
+        ir, rgb = frames[i % len(frames)]
+        for c in (configs if i % 2 == 0 else configs[::-1]):
+            c.run(ir, rgb, record=i >= opts.warmup)
+        progress(f"pipeline {i + 1}/{n} (load {os.getloadavg()[0]:.1f})")
+    out = {}
+    for c in configs:
+        out[c.name] = {"backend": c.backend, "design": c.design, "tasks": c.tasks,
+                       "stages_ms": {k: stats(v) for k, v in c.samples.items()}}
+    return out
+
+
+def bench_task_networks(opts: BenchOptions, frames: list, progress: Callable[[str], None]) -> dict:
+    """Randomly initialised task networks on fused-size uint8 images (torch, eager)."""
+    import torch
+
+    torch.set_num_threads(opts.threads)
+    nets: dict[str, Any] = {}
+    try:
+        from .tasks.detection import YoloDetector
+
+        nets["detection"] = YoloDetector()
+    except Exception as e:  # noqa: BLE001 - optional for the benchmark
+        opts.notes.append(f"detection network not timed: {type(e).__name__}: {e}")
+    try:
+        from .tasks.segmentation import SmallSegmenter
+
+        nets["segmentation"] = SmallSegmenter()
+    except Exception as e:  # noqa: BLE001
+        opts.notes.append(f"segmentation network not timed: {type(e).__name__}: {e}")
+    samples: dict[str, list[float]] = {k: [] for k in nets}
+    n = opts.warmup + opts.frames
+    for i in range(n):
+        img = (frames[i % len(frames)][1] * 255).astype(np.uint8)
+        for name, net in nets.items():
+            t0 = time.perf_counter()
+            net.predict(img)
+            if i >= opts.warmup:
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+        progress(f"task networks {i + 1}/{n}")
+    info = {name: {"network": type(net).__name__, "input_size": getattr(getattr(net, "cfg", None), "imgsz", None)}
+            for name, net in nets.items()}
+    return {"task_ms": {f"task:{k}": stats(v) for k, v in samples.items()}, "networks": info,
+            "fusion_task_network": "none (the 'fusion' task publishes the fused image only)"}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _md_stats(s: dict) -> str:
+    return f"{s['median']:.1f} / {s['p90']:.1f}"
+
+
+def summarize(result: dict) -> dict:
+    """The must-show numbers of the issue, computed from the measurements."""
+    out: dict[str, Any] = {}
+    f = result.get("fusion")
+    if f:
+        out["ort_backbone_over_torch"] = f["ratio_ort_over_torch"]["median_of_per_frame"]
+        out["ort_backbone_over_torch_target"] = 0.35
+    p = result.get("pipeline")
+    if p:
+        for backend in {v["backend"] for v in p.values()}:
+            one, three = p.get(f"{backend}/shared/1"), p.get(f"{backend}/shared/3")
+            if one and three:
+                out[f"{backend}_shared_3_over_1"] = (three["stages_ms"]["total"]["median"]
+                                                     / one["stages_ms"]["total"]["median"])
+            sep = p.get(f"{backend}/separate/3")
+            if sep and three:
+                out[f"{backend}_separate_3_over_shared_3"] = (sep["stages_ms"]["total"]["median"]
+                                                              / three["stages_ms"]["total"]["median"])
+        out["shared_3_over_1_target"] = 1.15
+    return out
+
+
+def to_markdown(result: dict) -> str:
+    m = result["machine"]
+    o = result["options"]
+    lines = ["# ivif bench", "",
+             f"{m['date']} · {m['cpu_model']} · {m['usable_cpus']} usable CPU(s) · torch {m['torch']} · "
+             f"onnxruntime {m['onnxruntime']} · Python {m['python']}", "",
+             f"{o['width']}x{o['height']}, {o['threads']} threads, {o['warmup']} warm-up + {o['frames']} timed frames; "
+             "times in ms as **median / p90**.", "",
+             f"Load average (1/5/15 min) at start {m['loadavg_start']}, at end {m.get('loadavg_end')}: "
+             "other jobs shared these CPUs, so absolute times are inflated; ratios come from interleaved runs."]
+    s = result.get("summary", {})
+    lines += ["", "## Must-show ratios", "", "| quantity | measured | target |", "|---|---|---|"]
+    if "ort_backbone_over_torch" in s:
+        v = s["ort_backbone_over_torch"]
+        lines.append(f"| ORT backbone / eager torch backbone (median of per-frame ratios) | {v:.3f} | "
+                     f"<= 0.35 ({'met' if v <= 0.35 else 'NOT met'}) |")
+    for b in ("torch", "onnxruntime"):
+        if f"{b}_shared_3_over_1" in s:
+            v = s[f"{b}_shared_3_over_1"]
+            lines.append(f"| {b}: 3-task / 1-task fusion pipeline, shared backbone + heads | {v:.3f} | "
+                         f"<= 1.15 ({'met' if v <= 1.15 else 'NOT met'}) |")
+        if f"{b}_separate_3_over_shared_3" in s:
+            lines.append(f"| {b}: 3 separate networks / shared backbone + 3 heads | "
+                         f"{s[f'{b}_separate_3_over_shared_3']:.2f} | (sharing gain) |")
+    f = result.get("fusion")
+    if f:
+        lines += ["", "## Backbone: eager torch vs ONNX Runtime", "", "| stage | median / p90 (ms) |", "|---|---|",
+                  f"| torch backbone (VFN forward) | {_md_stats(f['torch_backbone_ms'])} |",
+                  f"| ONNX Runtime backbone | {_md_stats(f['ort_backbone_ms'])} |",
+                  f"| one 3x3 head (torch, on the shared map) | {_md_stats(f['torch_head_ms'])} |", "",
+                  f"ORT/torch ratio: median of per-frame ratios {f['ratio_ort_over_torch']['median_of_per_frame']:.3f}, "
+                  f"ratio of medians {f['ratio_ort_over_torch']['of_medians']:.3f}. ORT: {f['ort_graph_optimization']}. "
+                  f"Export parity (max abs diff): {f['parity_max_abs_diff']}."]
+    p = result.get("pipeline")
+    if p:
+        stages: list[str] = []
+        for v in p.values():
+            for k in v["stages_ms"]:
+                if k not in stages and k != "total":
+                    stages.append(k)
+        lines += ["", "## Fusion pipeline per pair (task networks excluded, see below)", "",
+                  "| config | tasks | " + " | ".join(stages) + " | total |",
+                  "|---|---|" + "---|" * (len(stages) + 1)]
+        for name, v in p.items():
+            cells = [_md_stats(v["stages_ms"][k]) if k in v["stages_ms"] else "" for k in stages]
+            lines.append(f"| {name} | {len(v['tasks'])} | " + " | ".join(cells)
+                         + f" | **{_md_stats(v['stages_ms']['total'])}** |")
+        lines += ["", "Stages: preprocess = RGB->YCbCr; backbone / head:<task> = torch backend; backbone+heads = "
+                  "one ONNX Runtime call for the whole graph; net:<task> = a separate full fusion network per task; "
+                  "postprocess = colour recombination + uint8 for every task."]
+    t = result.get("task_networks")
+    if t:
+        lines += ["", "## Task networks (eager torch, randomly initialised)", "", "| stage | network | median / p90 (ms) |",
+                  "|---|---|---|"]
+        for k, v in t["task_ms"].items():
+            net = t["networks"].get(k.split(":", 1)[1], {})
+            lines.append(f"| {k} | {net.get('network')} (input {net.get('input_size')}) | {_md_stats(v)} |")
+        lines.append(f"| task:fusion | {t['fusion_task_network']} | - |")
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in result.get("notes", [])] + [""]
+    return "\n".join(lines)
+
+
+def run(opts: BenchOptions, sections: tuple[str, ...] = ("fusion", "pipeline"),
+        progress: Callable[[str], None] | None = None, name: str = "bench") -> tuple[Path, Path, dict]:
+    """Run the sections, write ``<out_dir>/<name>.json`` and ``.md``; returns both paths and the result."""
+    progress = progress or (lambda s: log.info(s))
+    import torch
+
+    torch.set_num_threads(opts.threads)
+    opts.notes.append("weights: " + (opts.weights or "seeded random VFN (timing does not depend on the values)")
+                      + "; task heads and task networks are randomly initialised")
+    result: dict[str, Any] = {"machine": machine_info()}
+    frames = _frames(opts)
+    with tempfile.TemporaryDirectory(prefix="ivif-bench-") as tmp:
+        work = Path(tmp)
+        if "fusion" in sections:
+            result["fusion"] = bench_fusion(opts, frames, work, progress)
+        if "pipeline" in sections:
+            result["pipeline"] = bench_pipeline(opts, frames, work, progress)
+            if opts.task_networks:
+                result["task_networks"] = bench_task_networks(opts, frames, progress)
+    result["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["options"] = {k: v for k, v in asdict(opts).items() if k != "notes"}
+    result["summary"] = summarize(result)
+    result["notes"] = list(opts.notes)
+    out = Path(opts.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jpath, mpath = out / f"{name}.json", out / f"{name}.md"
+    jpath.write_text(json.dumps(result, indent=2) + "\n")
+    mpath.write_text(to_markdown(result))
+    return jpath, mpath, result

@@ -1,0 +1,52 @@
+"""`ivif bench [fusion|pipeline|all]`: per-stage timings, written under benchmarks/."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+COMMAND = ("bench",)
+HELP = "benchmark backbone torch vs ONNX Runtime and the 1/2/3-task pipeline (JSON + markdown in benchmarks/)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", nargs="?", choices=("fusion", "pipeline", "all"), default="all",
+                   help="fusion: backbone torch vs ORT; pipeline: shared vs separate, 1-3 tasks; all: both")
+    p.add_argument("--frames", type=int, default=30, help="timed frames per configuration (after warm-up)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up frames")
+    p.add_argument("--size", default="640x480", help="input size WxH")
+    p.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime threads")
+    p.add_argument("--weights", default="", help="VFN checkpoint (default: models/vfn_msrs.pt if present, else random)")
+    p.add_argument("--no-task-networks", action="store_true", help="skip timing the task networks")
+    p.add_argument("--out", default="", help="output folder (default: <repo>/benchmarks)")
+    p.add_argument("--name", default="", help="report file name without extension (default: bench_<what>)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import BenchOptions
+    from ..bench import run as run_bench
+    from ..errors import UserError
+    from ..paths import MODELS_DIR, SHARE_DIR
+
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError as e:
+        raise UserError(f"--size expects WxH (e.g. 640x480), got '{args.size}'") from e
+    if args.frames < 1 or args.warmup < 0 or args.threads < 1:
+        raise UserError("--frames and --threads must be >= 1, --warmup >= 0")
+    weights = args.weights or (str(MODELS_DIR / "vfn_msrs.pt") if (MODELS_DIR / "vfn_msrs.pt").is_file() else "")
+    opts = BenchOptions(width=w, height=h, threads=args.threads, frames=args.frames, warmup=args.warmup,
+                        weights=weights, task_networks=not args.no_task_networks,
+                        out_dir=args.out or str(SHARE_DIR / "benchmarks"))
+    if args.frames < 30:
+        opts.notes.append(f"quick run: {args.frames} frames (the committed results use >= 30)")
+    sections = ("fusion", "pipeline") if args.what == "all" else (args.what,)
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    jpath, mpath, result = run_bench(opts, sections, progress, args.name or f"bench_{args.what}")
+    for k, v in result["summary"].items():
+        print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+    print(f"json: {jpath}\nmarkdown: {mpath}")
+    return 0
