@@ -58,20 +58,19 @@ if [ $FORCE = 0 ] && "$PY" -c 'import vision_msgs.msg' 2>/dev/null; then
   log "msg definitions changed: rebuilding"
 fi
 
-# Build tools from pip (the wheels do not declare their CMake-level dependencies, hence the explicit list).
-PIPLOG=$(mktemp)
-if ! "$PY" -m pip install -q -r requirements-build.txt > "$PIPLOG" 2>&1; then
-  grep -v '^WARNING: Location' "$PIPLOG"; rm -f "$PIPLOG"; log "pip install -r requirements-build.txt failed"; exit 1
-fi
-rm -f "$PIPLOG"
-
-for tool in cmake gcc g++; do
-  command -v $tool >/dev/null || { log "$tool not found (needed to build vision_msgs)"; exit 1; }
-done
-
 CACHE=${IVIF_CACHE:-$HOME/.cache/ivif_fusion}/vision_msgs/$KEY
 if [ $FORCE = 1 ] || [ ! -f "$CACHE/prefix/share/vision_msgs/ivif_build_key" ]; then
   t0=$(date +%s)
+  # Build tools from pip (the wheels do not declare their CMake-level dependencies, hence the explicit list).
+  PIPLOG=$(mktemp)
+  if ! "$PY" -m pip install -q -r requirements-build.txt > "$PIPLOG" 2>&1; then
+    grep -v '^WARNING: Location' "$PIPLOG"; rm -f "$PIPLOG"; log "pip install -r requirements-build.txt failed"; exit 1
+  fi
+  rm -f "$PIPLOG"
+
+  for tool in cmake gcc g++; do
+    command -v $tool >/dev/null || { log "$tool not found (needed to build vision_msgs)"; exit 1; }
+  done
   SRC=$CACHE/src/vision_msgs
   BUILD=$CACHE/build
   rm -rf "$CACHE"
