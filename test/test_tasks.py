@@ -184,7 +184,7 @@ def test_segmenter_predicts_uint8_masks_of_input_size() -> None:
 
 
 def test_segmenter_overfits_a_tiny_case_and_scores_miou() -> None:
-    seg = SmallSegmenter(SegmenterConfig(classes=["a", "b", "c"], width=8), seed=0)
+    seg = SmallSegmenter(SegmenterConfig(classes=["a", "b", "c"], width=6), seed=0)
     img, masks = _synthetic_masks()
     seg.train()
     opt = torch.optim.Adam(seg.model.parameters(), lr=1e-2)
@@ -319,3 +319,19 @@ def test_shipped_detector_on_real_pairs(msrs_root) -> None:  # noqa: ANN001
     x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).requires_grad_(True)
     det.loss(x, gts).backward()
     assert x.grad.abs().sum().item() > 0
+
+
+def test_model_card_is_generated_from_checkpoint_meta(tmp_path) -> None:  # noqa: ANN001
+    from ivif_fusion.config import TrainTaskConfig, to_dict
+    from ivif_fusion.training.task import model_card
+
+    det = YoloDetector(DetectorConfig(imgsz=320))
+    m = {"mAP50": 0.4123, "mAP50-95": 0.2, "mAP75": 0.15, "AP50": {"person": 0.5, "bicycle": 0.1, "car": 0.6},
+         "images": 20, "gt_boxes": 78}
+    meta = {"train_config": to_dict(TrainTaskConfig(fusion="max", epochs=3)), "data": {"MSRS": {"train": 293, "val": 47}},
+            "metrics": {"MSRS eval-20": m}, "train_seconds": 600.0, "prepare_seconds": 30.0,
+            "command": "ivif train task --task detection", "ultralytics_version": "x", "metric_note": "note"}
+    card = model_card(det.save(tmp_path / "d.pt", meta))
+    assert card.startswith("## Detection: yolo_det_msrs.pt")
+    assert "| MSRS eval-20 | 20 | 78 | 41.2 | 20.0 | 15.0 | 50.0 | 10.0 | 60.0 |" in card
+    assert "293 train pairs" in card and "demonstration model" in card and "10.0 min" in card

@@ -47,7 +47,26 @@ def _vfn_loader(path: Path, backbone: Path | None) -> InputFn:  # noqa: ARG001 -
     return lambda ir, vi, task: fuse(ir, vi)
 
 
+def _rsc_loader(path: Path, backbone: Path | None) -> InputFn:
+    """Task-customized fusion: backbone + RSC; the task's fused Y recombined with the visible colour."""
+    from ..colour import luminance, recombine
+    from ..models.checkpoint import load_vfn
+    from ..models.rsc import load_customized
+
+    if backbone is None or not Path(backbone).is_file():
+        raise EvalTasksError(f"RSC input {path} needs the backbone it customizes (--backbone), got {backbone}")
+    net = load_customized(path, load_vfn(backbone))
+
+    def fuse(ir: np.ndarray, vi: np.ndarray, task: str) -> np.ndarray:
+        if task not in net.tasks:
+            raise EvalTasksError(f"RSC {path} has no branch for task '{task}' (it has {list(net.tasks)})")
+        return recombine(net.fuse_numpy(ir, luminance(vi), task), vi)
+
+    return fuse
+
+
 register_input_loader("vfn", _vfn_loader)
+register_input_loader("rsc", _rsc_loader)
 
 
 def input_from_checkpoint(path: str | os.PathLike, backbone: str | os.PathLike | None = None) -> InputFn:

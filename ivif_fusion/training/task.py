@@ -302,3 +302,61 @@ def _ul_version() -> str:
     import ultralytics
 
     return ultralytics.__version__
+
+
+# --------------------------------------------------------------------------- model card
+
+
+def model_card(path: str | Path, shipped_as: str = "models/yolo_det_msrs.pt") -> str:
+    """Markdown model-card section of a detection checkpoint, generated from its ``meta`` (never retyped)."""
+    from ..models import checkpoint
+    from ..tasks.detection import YoloDetector
+
+    ckpt = checkpoint.load(path, YoloDetector.KIND)
+    meta, cfg = ckpt.get("meta") or {}, ckpt["config"]
+    tc = meta.get("train_config", {})
+    det = YoloDetector.from_checkpoint(path)
+    n_params = sum(p.numel() for p in det.model.parameters())
+    size_mb = Path(path).stat().st_size / 1e6
+    lines = [
+        f"## Detection: {Path(shipped_as).name}", "",
+        f"YOLO nano detector (ultralytics `{cfg['arch']}`, built from the yaml, trained from scratch: no pretrained "
+        f"weights) for {', '.join(cfg['classes'])} on fused MSRS images. **A demonstration model trained on little "
+        f"data** ({sum(v.get('train', 0) for v in meta.get('data', {}).values())} training pairs, "
+        f"{tc.get('epochs')} epochs on CPU): it exists so that task-customized fusion can be trained and measured "
+        "against a frozen detector, not as a competitive MSRS detector.", "",
+        f"- File: `{shipped_as}` ({size_mb:.1f} MB, checkpoint kind `task-detection`, {n_params / 1e6:.2f} M parameters). "
+        "Load with `ivif_fusion.tasks.YoloDetector.from_checkpoint` or `ivif_fusion.tasks.load_task`; the model yaml, "
+        "class names and thresholds are inside, nothing is downloaded.",
+        f"- Input: RGB (N, 3, H, W) float 0..1, any size; letterboxed to long side {cfg['imgsz']} inside the adapter. "
+        f"Defaults: score threshold {cfg['score_threshold']}, NMS IoU {cfg['iou_threshold']}, max {cfg['max_det']} boxes.",
+        f"- Training images: `{tc.get('fusion')}` fusion"
+        + (" (pixel-wise max of IR and visible Y, recombined with the visible CbCr; the VFN backbone did not exist "
+           "yet when this model was trained)" if tc.get("fusion") == "max" else "") + ".",
+        f"- Data: {', '.join(tc.get('datasets', []))}; boxes `labels_det/{tc.get('label_set')}`. "
+        + "; ".join(f"{ds}: {v.get('train')} train pairs (frames 131-1399), {v.get('val')} val pairs (frames 1400+, "
+                    "best epoch selection)" if ds == "MSRS" else f"{ds}: {v.get('train')} train pairs"
+                    for ds, v in meta.get("data", {}).items())
+        + ". The 20 MSRS eval-20 pairs (frames 4-107) and the guard band (108-130) are never used in training.",
+        f"- Recipe: ultralytics trainer, imgsz {tc.get('imgsz')}, {tc.get('epochs')} epochs, batch {tc.get('batch_size')}, "
+        f"{tc.get('optimizer')} lr0 {tc.get('lr0')}, mosaic {tc.get('mosaic')} (off for the last {tc.get('close_mosaic')} "
+        f"epochs), seed {tc.get('seed')}, deterministic, workers 0, {tc.get('threads')} threads, device {tc.get('device')}; "
+        f"ultralytics {meta.get('ultralytics_version')}.",
+        f"- Time: {meta.get('train_seconds', 0) / 60:.1f} min wall for training (+{meta.get('prepare_seconds', 0):.0f} s "
+        "fusing and caching the images) on 2 CPU cores shared with other jobs.",
+        f"- Command: `{meta.get('command')}` (config `config/train_task_detection.yaml`), then "
+        f"`cp {tc.get('out', 'runs/task_detection')}/yolo_det.pt {shipped_as}`.", "",
+        "| split | images | boxes | mAP50 (%) | mAP50-95 (%) | mAP75 (%) | "
+        + " | ".join(f"AP50 {c} (%)" for c in cfg["classes"]) + " |",
+        "|" + "---|" * (6 + len(cfg["classes"])),
+    ]
+    for split, m in meta.get("metrics", {}).items():
+        ap = m.get("AP50", {})
+        lines.append(f"| {split} | {m['images']} | {m['gt_boxes']} | {100 * m['mAP50']:.1f} | {100 * m['mAP50-95']:.1f} | "
+                     f"{100 * m['mAP75']:.1f} | " + " | ".join(f"{100 * ap.get(c, float('nan')):.1f}" for c in cfg["classes"])
+                     + " |")
+    lines += ["", f"Metrics: {meta.get('metric_note', '')}; pycocotools COCOeval (101-point AP, IoU 0.50 and "
+              "0.50:0.95, all areas) on the same kind of fused images the model was trained on, ground truth "
+              f"`labels_det/{tc.get('label_set')}`. `ivif eval tasks` compares IR-only, visible-only and fused inputs "
+              "(docs/results_tasks.md).", ""]
+    return "\n".join(lines)
