@@ -335,3 +335,54 @@ def test_model_card_is_generated_from_checkpoint_meta(tmp_path) -> None:  # noqa
     assert card.startswith("## Detection: yolo_det_msrs.pt")
     assert "| MSRS eval-20 | 20 | 78 | 41.2 | 20.0 | 15.0 | 50.0 | 10.0 | 60.0 |" in card
     assert "293 train pairs" in card and "demonstration model" in card and "10.0 min" in card
+
+
+def _fake_root(tmp_path):  # noqa: ANN001, ANN202
+    """A tiny data root: MSRS-like names in the eval, guard, train and val ranges, and an LLVIP-like set."""
+    import cv2
+
+    root = tmp_path / "data"
+    for ds, names, classes in (("MSRS", ["00004N", "00120D", "00200D", "00300N", "01500D"], "0 person\n1 bicycle\n2 car\n"),
+                               ("LLVIP", [f"0100{i:02d}" for i in range(1, 6)], "0 person\n")):
+        lab = root / ds / "labels_det" / ("fusion" if ds == "MSRS" else "")
+        for sub in ("ir", "vi"):
+            (root / ds / sub).mkdir(parents=True)
+        lab.mkdir(parents=True, exist_ok=True)
+        (root / ds / "labels_det" / "classes.txt").write_text(classes)
+        for i, n in enumerate(names):
+            cv2.imwrite(str(root / ds / "ir" / f"{n}.png"), np.full((48, 64), 40 * i, np.uint8))
+            cv2.imwrite(str(root / ds / "vi" / f"{n}.png"), np.full((48, 64, 3), 30, np.uint8))
+            (lab / f"{n}.txt").write_text("0 0.5 0.5 0.25 0.5\n" + ("2 0.2 0.2 0.1 0.1\n" if ds == "MSRS" else ""))
+    return root
+
+
+def test_yolo_dataset_folder_respects_splits_and_maps_classes(tmp_path) -> None:  # noqa: ANN001
+    import yaml
+
+    from ivif_fusion.config import TrainTaskConfig
+    from ivif_fusion.training.task import build_yolo_dataset
+
+    root = _fake_root(tmp_path)
+    cfg = TrainTaskConfig(data_root=str(root), datasets=["MSRS", "LLVIP"], fusion="max",
+                          cache_dir=str(tmp_path / "cache"))
+    data_yaml = build_yolo_dataset(cfg, ["person", "bicycle", "car"], progress=False)
+    d = yaml.safe_load(data_yaml.read_text())
+    assert d["names"] == {0: "person", 1: "bicycle", 2: "car"}
+    base = data_yaml.parent
+    train = sorted(p.stem for p in (base / "images" / "train").iterdir())
+    val = sorted(p.stem for p in (base / "images" / "val").iterdir())
+    # eval (00004N) and guard (00120D) frames never appear; LLVIP only trains
+    assert train == ["LLVIP_010001", "LLVIP_010002", "LLVIP_010003", "LLVIP_010004", "LLVIP_010005",
+                     "MSRS_00200D", "MSRS_00300N"]
+    assert val == ["MSRS_01500D"]
+    assert (base / "labels" / "train" / "LLVIP_010001.txt").read_text() == "0 0.500000 0.500000 0.250000 0.500000\n"
+    assert (base / "labels" / "val" / "MSRS_01500D.txt").read_text().splitlines()[1].startswith("2 ")
+    # pixel-max fusion of IR level 40*i and visible 30, written as RGB PNG
+    import cv2
+
+    img = cv2.imread(str(base / "images" / "train" / "MSRS_00300N.png"))
+    assert img.shape == (48, 64, 3) and int(img[0, 0, 0]) == 120
+    # LLVIP alone has no val range: its last 20 % of frames validate
+    cfg2 = TrainTaskConfig(data_root=str(root), datasets=["LLVIP"], fusion="visible", cache_dir=str(tmp_path / "c2"))
+    base2 = build_yolo_dataset(cfg2, ["person"], progress=False).parent
+    assert sorted(p.stem for p in (base2 / "images" / "val").iterdir()) == ["LLVIP_010005"]

@@ -48,7 +48,7 @@ def as_batch(images: Any, device: torch.device | str = "cpu") -> torch.Tensor:
             raise TaskInputError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
         if not x.is_floating_point():
             x = x.float() / 255.0
-        return x.to(device)
+        return x.to(device, torch.float32)  # differentiable cast: float64 inputs still get gradients
     if isinstance(images, np.ndarray):
         images = [images]
     if not isinstance(images, Sequence) or not images:

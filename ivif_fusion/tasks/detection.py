@@ -167,6 +167,11 @@ class YoloDetector(TaskAdapter):
     def from_config_dict(cls, d: dict) -> YoloDetector:
         return cls(DetectorConfig.from_dict(d), seed=None)
 
+    def to(self, device: torch.device | str) -> YoloDetector:
+        self.model.to(device)
+        self._criterion = None  # ultralytics' criterion keeps the device it was built on
+        return self
+
     @property
     def stride(self) -> int:
         return int(self.model.stride.max())
@@ -196,8 +201,9 @@ class YoloDetector(TaskAdapter):
             out = self._raw(x)
             self.model.train(was_training)
             y = out[0] if isinstance(out, (tuple, list)) else out
+            # no NMS time limit: a slow or busy machine must not drop images' boxes (determinism)
             dets = non_max_suppression(y, conf_thres=self.cfg.score_threshold, iou_thres=self.cfg.iou_threshold,
-                                       max_det=self.cfg.max_det, nc=len(self.cfg.classes))
+                                       max_det=self.cfg.max_det, nc=len(self.cfg.classes), max_time_img=1e9)
         h, w = lb.in_hw
         results = []
         for d in dets:

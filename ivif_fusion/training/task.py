@@ -143,7 +143,7 @@ def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool 
 
     root = require_data_root(cfg.data_root or None)
     key = {"fusion": cfg.fusion, "datasets": list(cfg.datasets), "label_set": cfg.label_set, "classes": classes,
-           "v": 1}
+           "v": 2}
     if cfg.fusion == "vfn":
         w = resolve(cfg.fusion_weights)
         key["vfn_sha256"] = file_sha256(w) if w.is_file() else "missing"
@@ -161,8 +161,12 @@ def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool 
         for split in ("train", "val"):
             folder, names = labelled_pairs(root, ds, split, cfg.label_set)
             jobs += [(folder, ds, n, split, cmap) for n in names]
+    if jobs and not any(j[3] == "val" for j in jobs):
+        # no MSRS val range (e.g. LLVIP only): the last 20 % of frames (consecutive, by name) select the epoch
+        k = max(1, len(jobs) // 5)
+        jobs = jobs[:-k] + [(f, ds, n, "val", cm) for f, ds, n, _, cm in jobs[-k:]]
     if not any(j[3] == "train" for j in jobs) or not any(j[3] == "val" for j in jobs):
-        raise TaskTrainingError(f"need labelled pairs in both the train and val ranges; datasets {cfg.datasets}")
+        raise TaskTrainingError(f"need labelled pairs for training and validation; datasets {cfg.datasets}")
     for split in ("train", "val"):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
@@ -179,7 +183,10 @@ def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool 
 
     data_yaml.write_text(yaml.safe_dump({"path": str(out), "train": "images/train", "val": "images/val",
                                          "names": dict(enumerate(classes))}, sort_keys=False))
-    (out / "key.json").write_text(json.dumps(key, indent=1))
+    counts: dict[str, dict[str, int]] = {}
+    for _, ds, _, split, _ in jobs:
+        counts.setdefault(ds, {"train": 0, "val": 0})[split] += 1
+    (out / "key.json").write_text(json.dumps({**key, "counts": counts}, indent=1))
     (out / "done").write_text("")
     return data_yaml
 
@@ -277,8 +284,7 @@ def train(cfg: TrainTaskConfig, progress: bool = True) -> Path:
         "task": "detection", "ivif_version": __version__, "ultralytics_version": _ul_version(),
         "train_config": to_dict(cfg), "command": "ivif " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "train_seconds": round(train_s, 1), "prepare_seconds": round(t1 - t0, 1),
-        "data": {ds: {s: len(labelled_pairs(root, ds, s, cfg.label_set)[1]) for s in ("train", "val")}
-                 for ds in cfg.datasets},
+        "data": json.loads((data_yaml.parent / "key.json").read_text()).get("counts", {}),
         "metrics": metrics, "metric_note": "pycocotools COCOeval, score_threshold 0.001, fusion=" + cfg.fusion,
     }
     path = det.save(out / "yolo_det.pt", meta)
