@@ -188,6 +188,33 @@ def test_pipeline_errors_and_size_mismatch_are_accounted(pairs_dir, tmp_path, ra
     write_report(s)  # a report with nothing fused still renders
 
 
+def test_undecodable_message_is_an_accounted_drop(tmp_path, random_vfn_ckpt):
+    """Garbage CDR bytes on the thermal topic: a decode_error drop stamped with the log time."""
+    ts = bags.typestore().types
+    from ivif_fusion.io.messages import array_to_image_msg
+
+    with bags.BagWriter(tmp_path / "g", "mcap") as w:
+        for k in range(4):
+            t = 2_000_000_000 + k * 100_000_000
+            if k == 1:
+                w.write_raw(bags.THERMAL_TOPIC, t, b"\x00\x01\x00\x00garbage")
+            else:
+                w.write(bags.THERMAL_TOPIC, t, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "th"),
+                                                                  np.full((H, W), 80, np.uint8), "mono8"))
+            w.write(bags.RGB_TOPIC, t + 1, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "rgb"),
+                                                              np.full((H, W, 3), 90, np.uint8), "rgb8"))
+    s = replay(tmp_path / "g", _cfg(random_vfn_ckpt, **{"replay.metrics_pairs": 0}), tmp_path / "o", progress=False)
+    assert s.accounting["thermal"]["dropped"] == {"decode_error": 1}
+    assert s.accounting["rgb"]["dropped"] == {"no_partner": 1}
+    assert s.pairs_fused == 3 and s.balanced
+    bad = next(d for d in s.drops if d["reason"] == "decode_error")
+    assert bad["stamp_ns"] == 2_100_000_000 and "cannot deserialize" in bad["detail"]
+    # a single storage file works as well as the bag folder
+    s2 = replay(next((tmp_path / "g").glob("*.mcap")), _cfg(random_vfn_ckpt, **{"replay.metrics_pairs": 0}),
+                tmp_path / "o2", progress=False)
+    assert s2.accounting == s.accounting
+
+
 # ----------------------------------------------------------------------------- CLI: one ERROR line, no traceback
 
 

@@ -591,7 +591,8 @@ def make_bag(pairs: str | Path, out: str | Path, opts: MakeBagOptions | None = N
 def find_sidecar(bag: str | Path) -> Path | None:
     """The make-bag sidecar of a bag, if there is one."""
     p = Path(bag)
-    for cand in (p / SIDECAR_NAME, p.with_suffix(".json")):
+    for cand in (p / SIDECAR_NAME, p.parent / SIDECAR_NAME if p.is_file() else p / SIDECAR_NAME,
+                 p.with_suffix(".json")):
         if cand.is_file():
             return cand
     return None
