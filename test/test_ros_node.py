@@ -577,3 +577,18 @@ def test_live_compressed_rgb_and_clean_shutdown(tmp_path, ros_client, random_vfn
     print(f"SIGINT to exit: {time.monotonic() - t0:.2f} s")
     assert rc == 0, node.log()[-2000:]
     assert "worker stopped" in node.log()
+
+
+@pytest.mark.parametrize(("params", "needle"), [
+    ({"sync.queue_size": "0"}, "sync.queue_size out of range"),
+    ({"pipeline.backbone_weights": "/nonexistent/vfn.pt"}, "/nonexistent/vfn.pt not found"),
+])
+def test_node_setup_errors_exit_2_with_one_line(tmp_path, params, needle):  # noqa: ANN001
+    args = [sys.executable, "-m", "ivif_fusion.ros.fusion_node", "--ros-args"]
+    for k, v in params.items():
+        args += ["-p", f"{k}:={v}"]
+    env = {**os.environ, **ROS_ENV}
+    res = subprocess.run(args, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert needle in res.stderr and "ERROR:" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout

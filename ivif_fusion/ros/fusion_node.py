@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as e:
-        if not (isinstance(e, ConfigError) or is_user_error(e)):
+        if not (isinstance(e, (ConfigError, ParameterException)) or is_user_error(e)):
             raise
         # Setup the user can fix (bad config, missing weights): one clear line, non-zero exit.
         print(f"[{NODE_NAME}] ERROR: {e}", file=sys.stderr)
