@@ -85,6 +85,7 @@ class ReplaySummary:
     truncated: str | None = None
     samples: list[Sample] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)  # weight file -> sha256
 
     @property
     def balanced(self) -> bool:
@@ -180,6 +181,20 @@ class _Outputs:
                              self.m.mask_to_msg(self.types[bags.IMAGE], header, out.mask))
 
 
+def _weight_files(cfg: RuntimeConfig) -> dict[str, str]:
+    """sha256 of every weight file the configuration names (provenance for the report)."""
+    from .models.checkpoint import file_sha256
+    from .paths import resolve
+
+    pc = cfg.pipeline
+    names = [pc.backbone_weights, pc.vifa_weights, pc.rsc_weights, *[t.weights for t in pc.task_configs()]]
+    out = {}
+    for n in names:
+        if n and resolve(n).is_file():
+            out[n] = file_sha256(resolve(n))
+    return out
+
+
 def _sample(stamp: int, ir8: np.ndarray, rgb8: np.ndarray, result: Result, gt: list | None) -> Sample:
     return Sample(stamp, ir8, rgb8, {k: o.fused_rgb for k, o in result.outputs.items()},
                   {k: o.detections for k, o in result.outputs.items()}, gt)
@@ -248,7 +263,8 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
             tasks=[{"name": p.cfg.name, "kind": p.cfg.kind, "customization": p.cfg.customization,
                     "weights": p.cfg.weights} for p in pipe.plans],
             topics=dict(topics), input_types={s: infos[s].msgtype for s in STREAMS}, accounting={},
-            sidecar=str(side_path) if side_path else None, versions=package_versions())
+            sidecar=str(side_path) if side_path else None, versions=package_versions(),
+            weights=_weight_files(cfg))
         if side is not None:
             summary.injected = bags.fault_summary(side)
             summary.expected = bags.expected_accounting(side, cfg.sync.mode, cfg.sync.slop_s)

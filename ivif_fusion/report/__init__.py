@@ -70,7 +70,8 @@ def build_blocks(s: Any, figs: dict[str, str]) -> list[Block]:  # noqa: C901 - o
             ["throughput (fused pairs / wall time)", f"{s.throughput_pairs_s:.2f} pairs/s"],
             ["pipeline latency per pair (median / p90)",
              f"{_fmt(total.get('median', float('nan')), 1)} / {_fmt(total.get('p90', float('nan')), 1)} ms"],
-            ["threads", str(s.config.pipeline.threads)]]
+            ["threads", str(s.config.pipeline.threads)],
+            *[[f"weights `{k}`", f"sha256 {v[:16]}..."] for k, v in s.weights.items()]]
     b.append(Block("table", (["item", "value"], rows)))
 
     # ------------------------------------------------------------ accounting
