@@ -12,7 +12,8 @@ help:
 	@echo "make demo   - set up .venv and run the demo on the shared sample pairs"
 	@echo "make test   - set up .venv and run the test suite"
 
-$(STAMP): requirements.txt requirements-ros.txt requirements-tools.txt setup.py scripts/install.sh
+$(STAMP): requirements.txt requirements-ros.txt requirements-tools.txt requirements-build.txt setup.py scripts/install.sh \
+		scripts/build_vision_msgs.sh $(wildcard msg/*.msg)
 	bash scripts/install.sh
 	touch $(STAMP)
 
