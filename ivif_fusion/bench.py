@@ -56,6 +56,7 @@ class BenchOptions:
     backends: tuple = ("torch", "onnxruntime")
     weights: str = ""              # VFN checkpoint; empty = seeded random VFN
     task_networks: bool = True
+    designs: tuple = ("shared", "separate")
     out_dir: str = "benchmarks"
     seed: int = 0
     notes: list = field(default_factory=list)
@@ -254,10 +255,11 @@ def bench_pipeline(opts: BenchOptions, frames: list, workdir: Path, progress: Ca
     for backend in opts.backends:
         for k in opts.task_counts:
             tasks = list(TASKS[:k])
-            graph = _graph(_backbone(opts, opts.seed), tasks, opts.seed)
-            runner = _make_backend(backend, graph, opts, workdir, f"{backend}-shared-{k}")
-            configs.append(_Config(f"{backend}/shared/{k}", backend, "shared", tasks, [(None, runner)]))
-            if k == 1:
+            if "shared" in opts.designs:
+                graph = _graph(_backbone(opts, opts.seed), tasks, opts.seed)
+                runner = _make_backend(backend, graph, opts, workdir, f"{backend}-shared-{k}")
+                configs.append(_Config(f"{backend}/shared/{k}", backend, "shared", tasks, [(None, runner)]))
+            if k == 1 or "separate" not in opts.designs:
                 continue  # one task: separate == shared (one backbone, one head)
             runners = []
             for j, t in enumerate(tasks):

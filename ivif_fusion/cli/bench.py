@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="640x480", help="input size WxH")
     p.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime threads")
     p.add_argument("--weights", default="", help="VFN checkpoint (default: models/vfn_msrs.pt if present, else random)")
+    p.add_argument("--designs", default="shared,separate",
+                   help="pipeline designs: shared (backbone once + heads), separate (one network per task)")
     p.add_argument("--no-task-networks", action="store_true", help="skip timing the task networks")
     p.add_argument("--out", default="", help="output folder (default: <repo>/benchmarks)")
     p.add_argument("--name", default="", help="report file name without extension (default: bench_<what>)")
@@ -32,11 +34,14 @@ def run(args: argparse.Namespace) -> int:
         w, h = (int(v) for v in args.size.lower().split("x"))
     except ValueError as e:
         raise UserError(f"--size expects WxH (e.g. 640x480), got '{args.size}'") from e
+    if not set(args.designs.split(",")) <= {"shared", "separate"}:
+        raise UserError(f"--designs takes shared and/or separate, got '{args.designs}'")
     if args.frames < 1 or args.warmup < 0 or args.threads < 1:
         raise UserError("--frames and --threads must be >= 1, --warmup >= 0")
     weights = args.weights or (str(MODELS_DIR / "vfn_msrs.pt") if (MODELS_DIR / "vfn_msrs.pt").is_file() else "")
     opts = BenchOptions(width=w, height=h, threads=args.threads, frames=args.frames, warmup=args.warmup,
                         weights=weights, task_networks=not args.no_task_networks,
+                        designs=tuple(d.strip() for d in args.designs.split(",") if d.strip()),
                         out_dir=args.out or str(SHARE_DIR / "benchmarks"))
     if args.frames < 30:
         opts.notes.append(f"quick run: {args.frames} frames (the committed results use >= 30)")
