@@ -322,3 +322,28 @@ def test_train_rsc_cli_rejects_missing_weights(tmp_path, capsys):
     rc = main(["train", "rsc", "--out", str(tmp_path / "x"), "--set", "backbone=" + str(tmp_path / "none.pt")])
     assert rc == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_training_through_the_real_yolo_adapter(tmp_path):
+    # The detection adapter's letterbox + ultralytics loss pass gradients back to every RSC parameter.
+    import numpy as np
+
+    from ivif_fusion.colour import ycbcr_to_rgb_t
+    from ivif_fusion.tasks import DetectorConfig, YoloDetector
+
+    det = YoloDetector(DetectorConfig(imgsz=64)).freeze()
+    vfn, _, _ = _setup()
+    rsc = RSC(vfn.cfg, ["detection"], det.feature_channels)
+    model = CustomizedFusion(vfn, rsc).train()
+    with torch.no_grad():
+        rsc.gamma.fill_(0.1)
+    ir, y = _inputs(n=2, h=64, w=64)
+    cbcr = torch.full((2, 2, 64, 64), 0.5)
+    targets = [np.array([[0, 10, 12, 30, 50]], np.float32), np.array([[2, 30, 5, 60, 40]], np.float32)]
+    with torch.no_grad():
+        desc = pool_descriptor(det.features(ycbcr_to_rgb_t(torch.cat([vfn(ir, y), cbcr], 1))))
+    loss = det.loss(ycbcr_to_rgb_t(torch.cat([model(ir, y, "detection", desc), cbcr], 1)), targets)
+    loss.backward()
+    for name, p in rsc.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert not any(p.grad is not None for p in det.model.parameters())
