@@ -193,10 +193,10 @@ class TrainRSCConfig:
                         factory=lambda: [{"name": "detection", "weights": "models/yolo_det_msrs.pt"}])
     descriptor: str = param("features", "Task descriptor: pooled task-network features of the generic fused image, "
                                         "or learned per-task embeddings only.", choices=("features", "embedding"))
-    crop: int = param(320, "Training crop size at full resolution (multiple of 32).", min=32)
+    crop: int = param(256, "Training crop size at full resolution (multiple of 32).", min=32)
     batch_size: int = param(4, "Crops per step.", min=1)
-    steps: int = param(300, "Optimisation steps.", min=1)
-    lr: float = param(1e-3, "Adam learning rate (cosine decay to 5 %).", min=0.0)
+    steps: int = param(200, "Optimisation steps.", min=1)
+    lr: float = param(2e-3, "Adam learning rate (cosine decay to 5 %).", min=0.0)
     alpha: float = param(5.0, "Weight of the reward/punishment term alpha * ReLU(L_t - L_ref).", min=0.0)
     reference: str = param("generic", "L_ref: task loss of the generic fused image on the same batch, or the "
                                       "previous step's task loss.", choices=("generic", "previous"))
