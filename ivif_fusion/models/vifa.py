@@ -1,0 +1,159 @@
+"""VIFA: one shared VFN backbone, one one-layer head per task (the deployment form).
+
+The student is a :class:`~ivif_fusion.models.heads.MultiHeadFusion` whose heads are single
+3x3 convs (``make_head``) on the backbone's last shared map, one per task, named after the
+task. Checkpoints have kind ``'vifa'``::
+
+    config = {"backbone": VFNConfig dict, "heads": [task, ...], "head": {"in_ch": 4, "kernel": 3},
+              "layer": distilled layer name}
+    state_dict = MultiHeadFusion.state_dict()   # backbone.* and heads.<task>.*
+    meta = training config, key-channel selection, references used, ...
+
+:func:`load_vifa` is the contract the runtime pipeline uses: ``load_vifa(path) -> (backbone in
+eval mode, {task: head conv})``; with ``expected`` it also checks that the checkpoint has
+exactly the expected heads (:func:`check_heads`: a clear error naming missing and extra ones).
+
+:data:`LAYERS` names the backbone layers whose channels key-channel distillation can constrain;
+:func:`forward_layer` returns a layer's map and the shared map in one backbone pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checkpoint
+from .checkpoint import CheckpointError
+from .heads import GENERIC, MultiHeadFusion, make_head
+from .vfn import VFN, VFNConfig
+
+KIND = "vifa"
+#: layer name -> what it is (channels for the default width 8)
+LAYERS = {
+    "encoder": "both encoders' outputs concatenated [f_ir, f_vi] (2*width = 16 channels)",
+    "fusion": "output of the gradient-attention fusion block (2*width = 16 channels)",
+    "decoder": "output of the decoder's dense blocks (width = 8 channels)",
+    "shared": "last shared map, input of every head (width/2 = 4 channels)",
+}
+
+
+def forward_layer(backbone: VFN, ir: torch.Tensor, y: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One backbone pass returning (``layer`` map, last shared map)."""
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer '{layer}'; choose one of {sorted(LAYERS)}")
+    f_ir, f_vi = backbone.encode(ir, y)
+    z = backbone.fuse(f_ir, f_vi)
+    dec = backbone.decoder
+    d = dec.blocks(dec.inp(z))
+    shared = dec.to_shared(d)
+    feat = {"encoder": lambda: torch.cat([f_ir, f_vi], 1), "fusion": lambda: z, "decoder": lambda: d,
+            "shared": lambda: shared}[layer]()
+    return feat, shared
+
+
+def build_student(backbone: VFN, tasks: Sequence[str], init_from_generic: bool = True) -> MultiHeadFusion:
+    """Backbone + one head per task; heads start as copies of the generic head (same output at step 0)."""
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("VIFA needs at least one task")
+    if len(set(tasks)) != len(tasks) or GENERIC in tasks:
+        raise ValueError(f"task names must be unique and not '{GENERIC}', got {tasks}")
+    in_ch = backbone.cfg.width // 2
+    heads = {}
+    for t in tasks:
+        h = make_head(in_ch)
+        if init_from_generic:
+            h.load_state_dict(backbone.decoder.head.state_dict())
+        heads[t] = h
+    return MultiHeadFusion(backbone, heads, head_names=tasks)
+
+
+def head_parameters(model: MultiHeadFusion) -> tuple[int, int]:
+    """(parameters of one head, parameters of the backbone without its generic head)."""
+    head = sum(p.numel() for p in next(iter(model.heads.values())).parameters())
+    bb = sum(p.numel() for n, p in model.backbone.named_parameters() if not n.startswith("decoder.head."))
+    return head, bb
+
+
+def save_vifa(path: str | os.PathLike, model: MultiHeadFusion, meta: dict | None = None, layer: str = "fusion") -> Path:
+    """Write a 'vifa' checkpoint (config: backbone config, head names, head shape, distilled layer)."""
+    tasks = [n for n in model.head_names if n != GENERIC]
+    cfg = {"backbone": model.backbone.cfg.to_dict(), "heads": tasks,
+           "head": {"in_ch": model.backbone.cfg.width // 2, "kernel": 3}, "layer": layer}
+    return checkpoint.save(path, KIND, cfg, model.state_dict(), meta)
+
+
+def check_heads(ckpt_heads: Sequence[str], expected: Sequence[str], source: str = "VIFA checkpoint") -> None:
+    """Raise :class:`CheckpointError` unless the checkpoint has exactly the ``expected`` heads."""
+    have, want = list(ckpt_heads), list(expected)
+    missing = [t for t in want if t not in have]
+    extra = [t for t in have if t not in want]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing head(s) {missing} for configured task(s)")
+        if extra:
+            parts.append(f"extra head(s) {extra} not among the configured tasks")
+        raise CheckpointError(f"{source}: {'; '.join(parts)} (checkpoint heads: {have}, configured tasks: {want}); "
+                              "retrain with `ivif train vifa` for these tasks or change the task list")
+
+
+def load_vifa_model(path: str | os.PathLike, expected: Sequence[str] | None = None) -> MultiHeadFusion:
+    """Rebuild the whole student (eval mode) from a 'vifa' checkpoint."""
+    ckpt = checkpoint.load(path, KIND)
+    cfg = ckpt.get("config") or {}
+    try:
+        bcfg = VFNConfig.from_dict(cfg["backbone"])
+        tasks = list(cfg["heads"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: VIFA config unreadable ({type(e).__name__}: {e})") from e
+    if expected is not None:
+        check_heads(tasks, expected, str(path))
+    model = build_student(VFN(bcfg), tasks, init_from_generic=False)
+    # head names in the config and in the weights must agree: name the difference
+    in_state = sorted({k.split(".")[1] for k in ckpt["state_dict"] if k.startswith("heads.")})
+    if sorted(tasks) != in_state:
+        raise CheckpointError(f"{path}: config lists heads {sorted(tasks)} but the weights hold heads {in_state}")
+    checkpoint.load_state(model, ckpt["state_dict"], str(path))
+    return model.eval()
+
+
+def load_vifa(path: str | os.PathLike, expected: Sequence[str] | None = None) -> tuple[VFN, dict[str, nn.Module]]:
+    """``(backbone in eval mode, {task: head conv})`` from a 'vifa' checkpoint (the pipeline's contract)."""
+    model = load_vifa_model(path, expected)
+    return model.backbone, {t: model.heads[t] for t in model.heads}
+
+
+# ---------------------------------------------------------------------- evaluation input
+
+
+def _vifa_input_loader(path: Path, backbone: Path | None):  # noqa: ANN202, ARG001 - the checkpoint holds its backbone
+    """``ivif eval tasks`` input: each task's head output recombined with the visible colour."""
+    from ..colour import luminance, recombine
+    from ..tasks.evaluation import EvalTasksError
+
+    model = load_vifa_model(path)
+
+    @torch.inference_mode()
+    def fuse(ir: np.ndarray, vi: np.ndarray, task: str) -> np.ndarray:
+        if task not in model.heads:
+            raise EvalTasksError(f"VIFA {path} has no head for task '{task}' (it has {list(model.heads)})")
+        t_ir = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32))[None, None]
+        t_y = torch.from_numpy(np.ascontiguousarray(luminance(vi), dtype=np.float32))[None, None]
+        fy = model.head(task, model.backbone.shared_features(t_ir, t_y))[0, 0].numpy()
+        return recombine(fy, vi)
+
+    return fuse
+
+
+try:
+    from ..tasks.evaluation import register_input_loader
+
+    register_input_loader(KIND, _vifa_input_loader)
+except ImportError:  # pragma: no cover - evaluation module absent
+    pass
