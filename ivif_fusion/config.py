@@ -218,6 +218,52 @@ class TrainRSCConfig:
     out: str = param("runs/rsc", "Output folder: rsc.pt (kind 'rsc'), log.csv, config.yaml.")
 
 
+@dataclass
+class TrainVifaConfig:
+    """`ivif train vifa`: shared backbone + one-layer head per task, two distillations (docs/vifa.md)."""
+
+    data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
+    datasets: list = param(help="Paired folders used for training and key-channel selection (MSRS: train range "
+                                "only).", factory=lambda: ["MSRS"])
+    max_side: int = param(640, "Images with a longer side are downscaled to this before cropping (0 = keep).", min=0)
+    teacher: str = param("models/vfn_msrs.pt", "Teacher VFN checkpoint: the student backbone starts from it and "
+                                               "its key channels are distilled.")
+    tasks: list = param(help="One head per task: mappings {name, reference, weights, rsc_task, fallback, w_int, "
+                             "w_grad}; reference is a registered kind (teacher, vfn, rsc, finetune), see docs/vifa.md.",
+                        factory=lambda: [{"name": "detection", "reference": "rsc", "weights": "models/rsc_det_msrs.pt",
+                                          "fallback": "finetune", "w_int": 0.6, "w_grad": 1.0},
+                                         {"name": "segmentation", "reference": "finetune", "w_int": 0.1,
+                                          "w_grad": 1.5},
+                                         {"name": "fusion", "reference": "teacher"}])
+    finetune_steps: int = param(120, "Steps of the 'finetune' reference: a copy of the teacher fine-tuned with the "
+                                     "task's fusion-loss weights (w_int, w_grad).", min=0)
+    layer: str = param("fusion", "Teacher/student layer whose key channels are distilled.",
+                       choices=("encoder", "fusion", "decoder", "shared"))
+    select_images: int = param(128, "Images used for key-channel selection (fewer if the data has fewer).", min=1)
+    select_side: int = param(128, "Selection images are resized so the long side is this (FSIM cost).", min=16)
+    threshold: float = param(0.9, "Channels whose mean FSIM reaches this are clustered together.", min=0.0, max=1.0)
+    linkage: str = param("complete", "Clustering rule: complete (all pairs similar) or single (connected "
+                                     "components).", choices=("complete", "single"))
+    normalise: str = param("minmax", "Channel normalisation before FSIM: min-max to 0..255, or none.",
+                           choices=("minmax", "none"))
+    bins: int = param(256, "Histogram bins of the channel entropy that picks each cluster's key channel.", min=2)
+    weighting: str = param("cluster_size", "Key-channel loss weights: cluster size / C, uniform, or entropy share.",
+                           choices=("cluster_size", "uniform", "entropy"))
+    cache_dir: str = param("runs/key_channels", "Cache of key-channel selections (JSON + markdown report).")
+    crop: int = param(128, "Random crop size of training samples.", min=16)
+    batch_size: int = param(8, "Crops per step.", min=1)
+    steps: int = param(300, "Optimisation steps of the joint training.", min=1)
+    lr: float = param(5e-4, "Adam learning rate (cosine decay to 5 %).", min=0.0)
+    w_key: float = param(1.0, "Weight of the key-channel L2 (teacher vs student key channels).", min=0.0)
+    w_ref: float = param(1.0, "Weight of each head's reference L2.", min=0.0)
+    w_fusion: float = param(0.0, "Weight of the stage-1 fusion loss on each head output (0 = off).", min=0.0)
+    train_backbone: bool = param(True, "Train the shared backbone too (False: heads only).")
+    seed: int = param(0, "Seed of crops, fine-tuning and training.")
+    threads: int = param(2, "Torch CPU threads.", min=1)
+    device: str = param("cpu", "Torch device.")
+    out: str = param("runs/vifa", "Output folder: vifa.pt (kind 'vifa'), log.csv, config.yaml, key-channel report.")
+
+
 # --------------------------------------------------------------------------- loading
 
 
