@@ -196,6 +196,8 @@ class TrainRSCConfig:
     crop: int = param(256, "Training crop size at full resolution (multiple of 32).", min=32)
     batch_size: int = param(4, "Crops per step.", min=1)
     steps: int = param(200, "Optimisation steps.", min=1)
+    max_minutes: float = param(0.0, "Stop and save after this many minutes even if steps remain (0 = no limit).",
+                               min=0.0)
     lr: float = param(2e-3, "Adam learning rate (cosine decay to 5 %).", min=0.0)
     alpha: float = param(5.0, "Weight of the reward/punishment term alpha * ReLU(L_t - L_ref).", min=0.0)
     reference: str = param("generic", "L_ref: task loss of the generic fused image on the same batch, or the "

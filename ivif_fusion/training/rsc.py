@@ -276,6 +276,8 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
             bar.update(1)
             first = task_names[0]
             bar.set_postfix(task=f"{row[first]['task']:.3f}", ref=f"{row[first]['ref']:.3f}")
+            if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
+                break  # time budget spent: save what was learned (the log says how far it got)
     finally:
         bar.close()
         log_f.close()
@@ -290,7 +292,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
         "train_config": to_dict(cfg),
         "pairs": len(pairs),
         "pair_names_head": [p.name for p in pairs[:5]],
-        "steps": cfg.steps,
+        "steps": len(history),
         "seconds": round(time.time() - t0, 1),
         "task_imgsz_during_training": train_imgsz,
         "last50_mean": summary,
