@@ -51,7 +51,8 @@ class TaskConfig:
     classes: list = param(help="Class names of the task network, index = class id.", factory=list)
     score_threshold: float = param(0.25, "Detections below this score are discarded.", min=0.0, max=1.0)
     iou_threshold: float = param(0.45, "NMS IoU threshold for detection.", min=0.0, max=1.0)
-    image_size: int = param(640, "Task network input size (long side, multiple of 32).", min=32)
+    image_size: int = param(0, "Task network input size (long side, multiple of 32); 0 = the size it was trained at.",
+                            min=0)
 
 
 @dataclass
@@ -167,7 +168,11 @@ class TrainTaskConfig:
     arch: str = param("yolov8n.yaml", "Ultralytics model yaml (built from scratch, never a .pt download).")
     imgsz: int = param(320, "Training/inference size (long side, multiple of 32).", min=32)
     epochs: int = param(30, "Training epochs.", min=1)
-    batch_size: int = param(16, "Images per step.", min=1)
+    batch_size: int = param(8, "Images per step.", min=1)
+    nbs: int = param(8, "Ultralytics nominal batch: gradients are accumulated to it (= batch_size: one "
+                        "optimizer step per batch, which short runs need).", min=1)
+    warmup_epochs: float = param(1.0, "Learning-rate warmup epochs (ultralytics uses at least 100 iterations).",
+                                 min=0.0)
     optimizer: str = param("auto", "Ultralytics optimizer name ('auto', 'SGD', 'AdamW', ...).")
     lr0: float = param(0.01, "Initial learning rate (ignored by optimizer 'auto').", min=0.0)
     mosaic: float = param(1.0, "Mosaic augmentation probability.", min=0.0, max=1.0)
@@ -237,7 +242,7 @@ class TrainVifaConfig:
                                          {"name": "segmentation", "reference": "finetune", "w_int": 0.1,
                                           "w_grad": 1.5},
                                          {"name": "fusion", "reference": "teacher"}])
-    finetune_steps: int = param(120, "Steps of the 'finetune' reference: a copy of the teacher fine-tuned with the "
+    finetune_steps: int = param(60, "Steps of the 'finetune' reference: a copy of the teacher fine-tuned with the "
                                      "task's fusion-loss weights (w_int, w_grad).", min=0)
     layer: str = param("fusion", "Teacher/student layer whose key channels are distilled.",
                        choices=("encoder", "fusion", "decoder", "shared"))
@@ -254,7 +259,7 @@ class TrainVifaConfig:
     cache_dir: str = param("runs/key_channels", "Cache of key-channel selections (JSON + markdown report).")
     crop: int = param(128, "Random crop size of training samples.", min=16)
     batch_size: int = param(8, "Crops per step.", min=1)
-    steps: int = param(300, "Optimisation steps of the joint training.", min=1)
+    steps: int = param(200, "Optimisation steps of the joint training.", min=1)
     lr: float = param(5e-4, "Adam learning rate (cosine decay to 5 %).", min=0.0)
     w_key: float = param(1.0, "Weight of the key-channel L2 (teacher vs student key channels).", min=0.0)
     w_ref: float = param(1.0, "Weight of each head's reference L2.", min=0.0)

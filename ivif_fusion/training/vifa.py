@@ -135,8 +135,13 @@ def _ref_finetune(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str
         loss.backward()
         opt.step()
     _frozen(net)
+    # kept as a 'vfn' checkpoint so the reference can be evaluated beside the head
+    path = resolve(cfg.out) / f"reference_{spec['name']}.pt"
+    checkpoint.save(path, "vfn", net.cfg.to_dict(), net.state_dict(),
+                    {"reference_for": spec["name"], "finetune_steps": cfg.finetune_steps, "w_int": w_int,
+                     "w_grad": w_grad, "teacher": cfg.teacher})
     return (lambda ir, y: net(ir, y)), (f"teacher fine-tuned {cfg.finetune_steps} steps with fusion loss "
-                                        f"w_int={w_int}, w_grad={w_grad}")
+                                        f"w_int={w_int}, w_grad={w_grad} (saved as {path.name})")
 
 
 register_reference("teacher", _ref_teacher)
