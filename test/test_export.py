@@ -170,3 +170,26 @@ def test_cli_export_onnx_missing_weights_is_one_error_line(tmp_path: Path, capsy
     rc = main(["export", "onnx", "--out", str(tmp_path), "--set", f"pipeline.backbone_weights={tmp_path / 'no.pt'}"])
     assert rc == 1
     assert "ERROR:" in capsys.readouterr().err
+
+
+def test_task_network_export_parity_and_cli(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A configured detection network is exported as its own graph (raw output), ORT == torch."""
+    from ivif_fusion.cli import main
+    from ivif_fusion.tasks.detection import YoloDetector
+
+    det = YoloDetector()
+    wpath = det.save(tmp_path / "det.pt")
+    torch.manual_seed(5)
+    ckpt = checkpoint.save(tmp_path / "vfn.pt", "vfn", VFNConfig().to_dict(), VFN().state_dict())
+    out = tmp_path / "onnx"
+    rc = main(["export", "onnx", "--out", str(out), "--no-verify", "--set", f"pipeline.backbone_weights={ckpt}",
+               "--set", "pipeline.tasks=[{name: det, kind: detection, weights: '" + str(wpath) + "'}]"])
+    assert rc == 0
+    assert f"task network 'det' (detection, raw output before NMS/argmax): {out / 'task_det.onnx'}" in capsys.readouterr().out
+    meta = ex.read_metadata(out / "task_det.onnx")
+    assert meta["ivif.kind"] == "task-detection" and meta["ivif.task"] == "det"
+    assert json.loads(meta["ivif.classes"]) == list(det.cfg.classes)
+    assert meta["ivif.weights_sha256"] == ex.weights_digest(det.model)
+    raw = ex._TaskNet.build(det.model)
+    parity = ex.task_parity(raw, out / "task_det.onnx", [(1, 96, 128), (2, 64, 160)])
+    assert max(parity.values()) <= 1e-4, parity

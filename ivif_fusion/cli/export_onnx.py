@@ -7,7 +7,8 @@ import argparse
 from ._common import add_set_option, parse_sets
 
 COMMAND = ("export", "onnx")
-HELP = "export backbone + task heads to <pipeline.onnx_dir>/fusion.onnx (dynamic N/H/W, onnxslim, checksums)"
+HELP = ("export backbone + task heads to <pipeline.onnx_dir>/fusion.onnx (dynamic N/H/W, onnxslim, checksums) "
+        "and each configured task network to task_<name>.onnx")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,13 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
     p.add_argument("--no-slim", action="store_true", help="skip the onnxslim simplification")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs torch parity check")
+    p.add_argument("--no-tasks", action="store_true", help="do not export the configured task networks")
     add_set_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_runtime
     from ..paths import resolve
-    from ..runtime.export import export_onnx, fusion_graph_from_config
+    from ..runtime.export import export_onnx, export_task_onnx, fusion_graph_from_config
 
     cfg = load_runtime(args.config, parse_sets(args.set))
     pc = cfg.pipeline
@@ -36,9 +38,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"weights sha256: {res.weights_sha256}")
     if res.parity:
         print("parity (max |ORT - torch|): " + ", ".join(f"{k}: {v:.1e}" for k, v in res.parity.items()))
-    tasks_with_nets = [t.name for t in pc.task_configs() if t.kind in ("detection", "segmentation") and t.weights]
-    if tasks_with_nets:
-        print(f"note: task networks ({', '.join(tasks_with_nets)}) are not exported by this command; "
-              "they run in torch (see docs/deployment.md)")
     print(f"onnx: {res.path}\nsidecar: {res.sidecar}")
+    if not args.no_tasks:
+        from ..tasks import load_task
+
+        for t in pc.task_configs():
+            if t.kind not in ("detection", "segmentation") or not t.weights:
+                continue
+            adapter = load_task(resolve(t.weights))
+            tres = export_task_onnx(adapter, out, t.name, source=str(resolve(t.weights)), opset=args.opset,
+                                    verify=not args.no_verify)
+            print(f"task network '{t.name}' ({t.kind}, raw output before NMS/argmax): {tres.path}")
     return 0

@@ -303,6 +303,102 @@ def export_onnx(graph: Any, out_dir: str | os.PathLike, *, source_files: list[st
     return OnnxExport(path, sidecar, head_names, digest, onnx_sha, parity)
 
 
+class _TaskNet:
+    """Wraps a task network for export: image batch in, first raw output out (before NMS / argmax)."""
+
+    @staticmethod
+    def build(model: Any) -> Any:
+        import copy
+
+        import torch
+
+        net = copy.deepcopy(model).eval()
+        for m in net.modules():
+            # ultralytics heads: return the decoded tensor only, rebuild anchors for each input size
+            if hasattr(m, "export") and hasattr(m, "dynamic"):
+                m.export, m.dynamic, m.format = True, True, "onnx"
+
+        class Raw(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                out = self.net(x)
+                return out[0] if isinstance(out, (tuple, list)) else out
+
+        return Raw().eval()
+
+
+def task_parity(raw: Any, onnx_path: str | os.PathLike, sizes: list[tuple[int, int, int]], seed: int = 0) -> dict:
+    """Max difference ORT vs torch of a task graph, in 0..1 units: |a - b| / max(1, |b|).
+
+    Raw detector outputs hold box coordinates in input pixels; dividing by the magnitude puts
+    them on the same 0..1 footing as scores and fused images.
+    """
+    import onnxruntime as ort
+    import torch
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n, h, w in sizes:
+        x = rng.random((n, 3, h, w), dtype=np.float32)
+        with torch.inference_mode():
+            ref = raw(torch.from_numpy(x)).numpy()
+        got = sess.run(None, {"images": x})[0]
+        if got.shape != ref.shape:
+            raise ExportError(f"{onnx_path}: ORT output {got.shape} != torch {ref.shape} at {n}x{h}x{w}")
+        out[f"{n}x{h}x{w}"] = float((np.abs(got - ref) / np.maximum(1.0, np.abs(ref))).max())
+    return out
+
+
+def export_task_onnx(adapter: Any, out_dir: str | os.PathLike, task: str, *, source: str = "",
+                     opset: int = OPSET, verify: bool = True) -> OnnxExport:
+    """Export a task network (its raw forward, before NMS / argmax) to ``out_dir/task_<task>.onnx``.
+
+    Input ``images`` (N, 3, H, W) float32 0..1, already letterboxed by the adapter (H, W multiples
+    of the stride); N, H, W dynamic. Metadata: kind, task, classes, adapter config, weights checksum.
+    """
+    import onnx
+    import torch
+
+    raw = _TaskNet.build(adapter.model)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"task_{task}.onnx"
+    tmp = path.with_suffix(".tmp.onnx")
+    stride = int(getattr(adapter, "stride", 32))
+    dummy = torch.rand(1, 3, 4 * stride, 5 * stride)
+    with torch.inference_mode():
+        ndim = raw(dummy).ndim
+    dyn = {"images": {0: "N", 2: "H", 3: "W"}, "output": {0: "N", **{d: f"D{d}" for d in range(2, ndim)}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(raw, (dummy,), str(tmp), input_names=["images"], output_names=["output"],
+                          dynamic_axes=dyn, opset_version=opset, do_constant_folding=True, dynamo=False)
+    model = simplify(onnx.load(str(tmp)))
+    digest = weights_digest(adapter.model)
+    cfg = adapter.cfg.to_dict() if hasattr(adapter.cfg, "to_dict") else {}
+    meta = {META_FORMAT: FORMAT, "ivif.kind": str(getattr(adapter, "KIND", "")), "ivif.task": task,
+            "ivif.classes": json.dumps(list(getattr(adapter.cfg, "classes", []))), "ivif.stride": str(stride),
+            META_CONFIG: json.dumps(cfg, sort_keys=True, default=str), META_WEIGHTS: digest,
+            META_SOURCES: json.dumps({source: file_sha256(source)} if source and Path(source).is_file() else {})}
+    set_metadata(model, meta)
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+    parity = task_parity(raw, path, [(1, 4 * stride, 5 * stride), (2, 6 * stride, 3 * stride)]) if verify else {}
+    if parity and max(parity.values()) > PARITY_TOL:
+        raise ExportError(f"{path}: ONNX Runtime differs from torch by {max(parity.values()):.2e}: {parity}")
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps({"onnx": path.name, "onnx_sha256": file_sha256(path), "opset": opset,
+                                   "inputs": ["images"], "outputs": ["output"], "metadata": meta,
+                                   "parity_max_rel_diff": parity,
+                                   "note": "raw network output; letterbox and NMS/argmax stay in the adapter"},
+                                  indent=2) + "\n")
+    return OnnxExport(path, sidecar, ["output"], digest, file_sha256(path), parity)
+
+
 def fusion_graph_from_config(pc: Any) -> tuple[Any, list[str]]:
     """The deployment graph the pipeline would run for ``pc`` (PipelineConfig), and its weight files."""
     from ..paths import resolve
