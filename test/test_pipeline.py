@@ -110,3 +110,25 @@ def test_fuse_cli_on_real_pairs(msrs_root, shipped_vfn, tmp_path):
 def test_fuse_cli_errors(tmp_path, capsys):
     assert main(["fuse", "--pairs", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     assert "no 'ir/' folder" in capsys.readouterr().err
+
+
+def test_detection_task_runs_on_the_fused_image(random_vfn_ckpt, tmp_path):
+    from ivif_fusion.tasks import YoloDetector
+
+    det = tmp_path / "det.pt"
+    YoloDetector().save(det)
+    tasks = [{"name": "det", "kind": "detection", "weights": str(det), "score_threshold": 0.0, "image_size": 64},
+             {"name": "view", "kind": "fusion"}]
+    pipe = Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.tasks": tasks}))
+    res = pipe.run(_pair(48, 64))
+    dets = res.outputs["det"].detections
+    assert dets, "score_threshold 0 keeps the untrained detector's boxes"
+    for d in dets:
+        assert 0 <= d.x1 <= d.x2 <= 64 and 0 <= d.y1 <= d.y2 <= 48 and d.label in ("person", "bicycle", "car")
+    assert res.outputs["view"].detections is None and "task:det" in res.timings_ms
+    with pytest.raises(PipelineConfigError, match="classes"):
+        bad = [{"name": "det", "kind": "detection", "weights": str(det), "classes": ["dog"]}]
+        Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.tasks": bad}))
+    with pytest.raises(checkpoint.CheckpointError, match="'vfn' model"):
+        bad = [{"name": "det", "kind": "detection", "weights": str(random_vfn_ckpt)}]
+        Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.tasks": bad}))

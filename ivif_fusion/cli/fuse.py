@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=["eval", "train", "val", "all"], default="all",
                    help="MSRS frame-range split to fuse (MSRS names only)")
     p.add_argument("--resize", action="store_true", help="resize visible images to the thermal size when they differ")
+    p.add_argument("--rule", choices=["vfn", "mean", "max"], default="vfn",
+                   help="fusion rule: the configured pipeline (vfn), or a pixel baseline on Y (mean, max) "
+                        "recombined with the visible colour")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key")
 
 
@@ -42,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         print(f"ERROR: no pairs to fuse in {args.pairs} (split {args.split})")
         return 1
-    pipe = Pipeline.from_config(cfg)
     out = Path(args.out)
+    if args.rule != "vfn":
+        return _baseline(folder, names, out, args.rule)
+    pipe = Pipeline.from_config(cfg)
     tasks = pipe.task_names
     dirs = {t: (out / t if len(tasks) > 1 else out) for t in tasks}
     for d in dirs.values():
@@ -57,4 +62,24 @@ def run(args: argparse.Namespace) -> int:
                 print(f"ERROR: cannot write {target}")
                 return 1
     print(f"fused {len(names)} pair(s) with backend '{pipe.backend.name}' -> {out}")
+    return 0
+
+
+def _baseline(folder, names, out: Path, rule: str) -> int:  # noqa: ANN001
+    """Pixel-mean / pixel-max of thermal and visible Y, with the visible colour (reference rules)."""
+    import cv2
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..colour import recombine
+    from ..colour import luminance
+    from ..imageops import to_uint8
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in tqdm(names, desc=f"fuse ({rule})", unit="pair"):
+        s = folder.load(name)
+        y = luminance(s.vi)
+        fy = (s.ir + y) / 2 if rule == "mean" else np.maximum(s.ir, y)
+        cv2.imwrite(str(out / (Path(name).stem + ".png")), to_uint8(recombine(fy, s.vi))[..., ::-1])
+    print(f"fused {len(names)} pair(s) with the pixel-{rule} rule -> {out}")
     return 0

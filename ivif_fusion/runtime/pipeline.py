@@ -74,6 +74,26 @@ def _load_fusion(pc: PipelineConfig, tasks: list[TaskConfig]) -> tuple[MultiHead
     return MultiHeadFusion(backbone, heads, head_names=names), task_head
 
 
+def _load_task_network(t: TaskConfig, device: str):  # noqa: ANN202
+    """Task adapter from its checkpoint, with the config's thresholds (and input size when set)."""
+    from ..tasks import load_task
+
+    net = load_task(resolve(t.weights), device)
+    expected = {"detection": "task-detection", "segmentation": "task-segmentation"}[t.kind]
+    kind = getattr(net, "KIND", expected)
+    if kind != expected:
+        raise PipelineConfigError(f"task '{t.name}' is a {t.kind} task but {t.weights} holds a '{kind}' network")
+    cfg = getattr(net, "cfg", None)
+    if t.kind == "detection" and cfg is not None:
+        cfg.score_threshold, cfg.iou_threshold = t.score_threshold, t.iou_threshold
+        if t.image_size:
+            cfg.imgsz = t.image_size
+    if t.classes and list(t.classes) != list(net.classes):
+        raise PipelineConfigError(f"task '{t.name}': configured classes {list(t.classes)} differ from the network's "
+                                  f"{list(net.classes)} ({t.weights})")
+    return net.eval()
+
+
 class Pipeline:
     """Runs configured tasks on synchronized pairs. Build with :meth:`from_config`."""
 
@@ -98,9 +118,7 @@ class Pipeline:
             if t.kind in ("detection", "segmentation"):
                 if not t.weights:
                     raise PipelineConfigError(f"task '{t.name}' of kind '{t.kind}' needs 'weights' (a task network)")
-                from ..tasks import load_task
-
-                net = load_task(t)
+                net = _load_task_network(t, pc.device)
             self.plans.append(_TaskPlan(t, task_head.get(t.name), t.customization == "rsc", net))
         log.info("pipeline: backend=%s tasks=%s", self.backend.name, names)
 
@@ -186,7 +204,7 @@ class Pipeline:
             out = TaskOutput(fused_rgb=colour[p.cfg.name])
             if p.network is not None:
                 t = time.perf_counter()
-                pred = p.network.predict_numpy(colour[p.cfg.name])
+                pred = p.network.predict(colour[p.cfg.name])[0]
                 if p.cfg.kind == "detection":
                     out.detections = pred
                 else:
