@@ -67,6 +67,7 @@ class RefContext:
 
     def __init__(self, cfg: TrainVifaConfig, images: list[np.ndarray], progress: bool) -> None:
         self.cfg, self.images, self.progress = cfg, images, progress
+        self.weights: dict[str, dict] = {}  # task -> reference checkpoint actually used (for evaluation)
 
 
 #: kind -> builder(spec, teacher, ctx) -> (reference callable, description)
@@ -86,6 +87,7 @@ def _frozen(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _ref_teacher(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str]:  # noqa: ARG001
+    ctx.weights[spec["name"]] = {"kind": "teacher", "path": ctx.cfg.teacher}
     return (lambda ir, y: teacher(ir, y)), "teacher generic output"
 
 
@@ -94,6 +96,7 @@ def _ref_vfn(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str]:  #
     if not path.is_file():
         raise FileNotFoundError(f"reference VFN {path} not found")
     net = _frozen(checkpoint.load_vfn(path))
+    ctx.weights[spec["name"]] = {"kind": "vfn", "path": str(spec["weights"])}
     return (lambda ir, y: net(ir, y)), f"VFN {spec['weights']} (sha256 {checkpoint.file_sha256(path)[:12]})"
 
 
@@ -107,6 +110,7 @@ def _ref_rsc(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str]:  #
     task = spec.get("rsc_task", spec["name"])
     if task not in net.tasks:
         raise VifaTrainingError(f"RSC {path} has no task '{task}' (it has {list(net.tasks)}); set rsc_task")
+    ctx.weights[spec["name"]] = {"kind": "rsc", "path": str(spec["weights"]), "task": task}
     return (lambda ir, y: net(ir, y, task)), (f"RSC {spec['weights']} task '{task}' "
                                               f"(sha256 {checkpoint.file_sha256(path)[:12]})")
 
@@ -140,6 +144,7 @@ def _ref_finetune(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str
     checkpoint.save(path, "vfn", net.cfg.to_dict(), net.state_dict(),
                     {"reference_for": spec["name"], "finetune_steps": cfg.finetune_steps, "w_int": w_int,
                      "w_grad": w_grad, "teacher": cfg.teacher})
+    ctx.weights[spec["name"]] = {"kind": "vfn", "path": str(path)}
     return (lambda ir, y: net(ir, y)), (f"teacher fine-tuned {cfg.finetune_steps} steps with fusion loss "
                                         f"w_int={w_int}, w_grad={w_grad} (saved as {path.name})")
 
@@ -304,7 +309,8 @@ def train(cfg: TrainVifaConfig, progress: bool = True, images: list[np.ndarray] 
     (out / "key_channels.md").write_text(sel_path.with_suffix(".md").read_text()
                                          if sel_path.with_suffix(".md").is_file() else "")
     t_select = time.time() - t0
-    refs, ref_notes = build_references(specs, teacher, RefContext(cfg, images, progress))
+    ref_ctx = RefContext(cfg, images, progress)
+    refs, ref_notes = build_references(specs, teacher, ref_ctx)
     t_refs = time.time() - t0 - t_select
 
     student = build_student(copy.deepcopy(teacher), tasks).to(device)
@@ -354,7 +360,7 @@ def train(cfg: TrainVifaConfig, progress: bool = True, images: list[np.ndarray] 
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "train_config": to_dict(cfg),
         "teacher": cfg.teacher, "teacher_sha256": teacher_id,
-        "references": ref_notes,
+        "references": ref_notes, "reference_weights": ref_ctx.weights,
         "key_channels": {"layer": selection.layer, "channels": selection.channels, "clusters": selection.clusters,
                          "weights": selection.weights, "n_images": selection.n_images,
                          "cache": str(sel_path), "from_cache": cached},
