@@ -259,7 +259,7 @@ class TrainVifaConfig:
     cache_dir: str = param("runs/key_channels", "Cache of key-channel selections (JSON + markdown report).")
     crop: int = param(128, "Random crop size of training samples.", min=16)
     batch_size: int = param(8, "Crops per step.", min=1)
-    steps: int = param(200, "Optimisation steps of the joint training.", min=1)
+    steps: int = param(150, "Optimisation steps of the joint training.", min=1)
     lr: float = param(5e-4, "Adam learning rate (cosine decay to 5 %).", min=0.0)
     w_key: float = param(1.0, "Weight of the key-channel L2 (teacher vs student key channels).", min=0.0)
     w_ref: float = param(1.0, "Weight of each head's reference L2.", min=0.0)
