@@ -15,7 +15,7 @@ from ivif_fusion.models import checkpoint
 from ivif_fusion.models.checkpoint import CheckpointError
 from ivif_fusion.models.vfn import VFN, VFNConfig
 from ivif_fusion.models.vifa import (build_student, check_heads, forward_layer, head_parameters, load_vifa,
-                                     load_vifa_model, save_vifa)
+                                     load_vifa_model, model_card, save_vifa)
 from ivif_fusion.training.vifa import key_channel_loss, train, vifa_losses
 
 
@@ -238,6 +238,10 @@ def test_train_tiny_end_to_end_with_cache_and_fallback(tmp_path):
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert rows[0].split(",") == ["step", "lr", "total", "key", "ref:detection", "ref:fusion", "seconds"]
     assert len(rows) == 2 and rows[1].startswith("3,")
+    card = model_card(path, "VIFA: test")
+    assert card.startswith("## VIFA: test") and "`detection`, `fusion`" in card and "FALLBACK" in card
+    assert meta["reference_weights"]["detection"]["path"].endswith("reference_detection.pt")
+    assert checkpoint.load(meta["reference_weights"]["detection"]["path"], "vfn")["meta"]["reference_for"] == "detection"
     cached = json.loads(next((tmp_path / "cache").glob("*.json")).read_text())
     assert cached["channels"] == meta["key_channels"]["channels"]
     # same teacher + options + images: the selection comes from the cache; training is seeded

@@ -129,6 +129,38 @@ def load_vifa(path: str | os.PathLike, expected: Sequence[str] | None = None) ->
     return model.backbone, {t: model.heads[t] for t in model.heads}
 
 
+def model_card(path: str | os.PathLike, title: str | None = None, results: str = "docs/results_vifa.md") -> str:
+    """Markdown model-card section generated from a 'vifa' checkpoint's config and meta (never retyped)."""
+    p = Path(path)
+    ck = checkpoint.load(p, KIND)
+    cfg, meta = ck["config"], ck.get("meta", {})
+    tc = meta.get("train_config", {})
+    kc = meta.get("key_channels", {})
+    multi = [c for c in kc.get("clusters", []) if len(c) > 1]
+    lines = [f"## {title or f'VIFA: {p.name}'}", "",
+             f"- Kind `vifa`: shared VFN backbone {cfg['backbone']} + one 3x3 conv head per task: "
+             f"{', '.join(f'`{h}`' for h in cfg['heads'])}.",
+             f"- Size: {p.stat().st_size / 1024:.0f} KiB; one head {meta.get('head_parameters')} parameters = "
+             f"{meta.get('head_percent_of_backbone')} % of the backbone ({meta.get('backbone_parameters')}).",
+             f"- SHA-256: `{checkpoint.file_sha256(p)}`.",
+             f"- Teacher: `{meta.get('teacher')}` (sha256 {str(meta.get('teacher_sha256', ''))[:16]}); student "
+             "backbone and heads initialised from it.",
+             f"- Data: {', '.join(tc.get('datasets', []))} training pairs ({meta.get('pairs')}; MSRS train range "
+             "only, never the eval-20 frames).",
+             f"- Key channels: layer `{kc.get('layer')}`, {len(kc.get('channels', []))} key channels "
+             f"{kc.get('channels')} from {len(kc.get('clusters', []))} clusters (FSIM threshold "
+             f"{tc.get('threshold')}, {tc.get('linkage')} linkage, {kc.get('n_images')} images, weights "
+             f"{tc.get('weighting')}); multi-member clusters: {multi or 'none'}.",
+             "- References: " + "; ".join(f"`{t}`: {r}" for t, r in meta.get("references", {}).items()) + ".",
+             f"- Recipe: {meta.get('steps')} steps, batch {tc.get('batch_size')} x {tc.get('crop')}^2 crops, Adam "
+             f"lr {tc.get('lr')} (cosine), w_key {tc.get('w_key')}, w_ref {tc.get('w_ref')}, w_fusion "
+             f"{tc.get('w_fusion')}, seed {tc.get('seed')}; time (s) {meta.get('seconds')}.",
+             f"- Final losses: {meta.get('final_losses')}.",
+             f"- Command: `{meta.get('command')}`.",
+             f"- Results (task metric, fusion metrics, speed): [{results}](../{results}).", ""]
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------- evaluation input
 
 
