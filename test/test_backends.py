@@ -149,3 +149,19 @@ def test_pipeline_runs_on_onnxruntime(tmp_path: Path) -> None:
         assert o.fused_rgb.shape == (48, 64, 3) and o.fused_rgb.dtype == np.uint8
         # uint8 rounding of values within 1e-4 differs by at most one level
         assert np.abs(o.fused_rgb.astype(int) - ref_out[name].fused_rgb.astype(int)).max() <= 1
+
+
+def test_tensorrt_without_gpu_falls_back(onnx_dir: Path, monkeypatch) -> None:  # noqa: ANN001
+    """With the package importable but no GPU, the TensorRT backend steps aside with that reason."""
+    import shutil
+    import sys
+    import types
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no nvidia-smi either
+    notes: list[str] = []
+    b = backends.select(["tensorrt", "torch"], make_graph(0), pc_for(onnx_dir, []), notes)
+    assert b.name == "torch"
+    assert notes == ["tensorrt: no CUDA GPU found (torch.cuda unavailable and nvidia-smi gives no GPU)"]
