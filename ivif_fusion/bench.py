@@ -198,6 +198,7 @@ def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Call
     import onnxruntime as ort
     import torch
 
+    from .colour import luminance
     from .models.heads import MultiHeadFusion
     from .runtime.backends.onnxruntime_backend import session_options
     from .runtime.export import export_onnx
@@ -213,8 +214,6 @@ def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Call
     with torch.inference_mode():
         for i in range(n):
             ir, rgb = frames[i % len(frames)]
-            from .colour import luminance
-
             y = luminance(rgb)[None, None].astype(np.float32)
             x = ir[None, None]
             # alternate which goes first so neither always runs on a warmer cache
