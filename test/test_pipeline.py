@@ -132,3 +132,21 @@ def test_detection_task_runs_on_the_fused_image(random_vfn_ckpt, tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="'vfn' model"):
         bad = [{"name": "det", "kind": "detection", "weights": str(random_vfn_ckpt)}]
         Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.tasks": bad}))
+
+
+def test_shipped_backbone_beats_pixel_mean_on_eval_pairs(msrs_root, shipped_vfn):
+    """Must-show of the foundation: Qabf and VIF above the pixel-mean rule (4 of the MSRS eval-20 pairs)."""
+    from ivif_fusion.colour import recombine
+    from ivif_fusion.data.paired import PairedFolder
+    from ivif_fusion.imageops import to_uint8
+    from ivif_fusion.metrics.fusion import fusion_metrics
+
+    pipe = Pipeline.from_config(load_runtime(overrides={"pipeline.backbone_weights": str(shipped_vfn)}))
+    for s in PairedFolder(msrs_root, names=["00004N.png", "00020N.png", "00055D.png", "00099D.png"]):
+        ir8, vi8 = to_uint8(s.ir), to_uint8(s.vi)
+        fused = pipe.run_arrays(s.ir, s.vi)[0]["fusion"].fused_rgb
+        mean = to_uint8(recombine((s.ir + luminance(s.vi)) / 2, s.vi))
+        mv, mm = fusion_metrics(ir8, vi8, fused), fusion_metrics(ir8, vi8, mean)
+        assert mv["Qabf"] > mm["Qabf"] + 0.1, (s.name, mv["Qabf"], mm["Qabf"])
+        assert mv["VIF"] > mm["VIF"], (s.name, mv["VIF"], mm["VIF"])
+        assert np.isfinite(fused).all() and fused.mean() > 10
