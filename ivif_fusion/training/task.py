@@ -242,6 +242,7 @@ def train(cfg: TrainTaskConfig, progress: bool = True) -> Path:
     root = require_data_root(cfg.data_root or None)
     classes = _dataset_classes(root, "MSRS") if "MSRS" in cfg.datasets else _dataset_classes(root, cfg.datasets[0])
     t0 = time.time()
+    cpu0 = _cpu_seconds()
     data_yaml = build_yolo_dataset(cfg, classes, progress)
     out = resolve(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -255,7 +256,7 @@ def train(cfg: TrainTaskConfig, progress: bool = True) -> Path:
         yolo.add_callback("on_fit_epoch_end", _report_epoch)
     yolo.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch_size, workers=0,
                plots=False, deterministic=True, seed=cfg.seed, device=cfg.device, project=str(out),
-               name="ultralytics", exist_ok=True, optimizer=cfg.optimizer, lr0=cfg.lr0, mosaic=cfg.mosaic,
+               name="ultralytics", exist_ok=True, optimizer=cfg.optimizer, lr0=cfg.lr0, nbs=cfg.nbs, warmup_epochs=cfg.warmup_epochs, mosaic=cfg.mosaic,
                close_mosaic=cfg.close_mosaic, amp=False, pretrained=False, verbose=progress, patience=cfg.epochs,
                cache=False)
     train_s = time.time() - t1
@@ -285,6 +286,7 @@ def train(cfg: TrainTaskConfig, progress: bool = True) -> Path:
         "train_config": to_dict(cfg), "command": "ivif " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "train_seconds": round(train_s, 1), "prepare_seconds": round(t1 - t0, 1),
         "data": json.loads((data_yaml.parent / "key.json").read_text()).get("counts", {}),
+        "cpu_seconds": round(_cpu_seconds() - cpu0, 1),
         "metrics": metrics, "metric_note": "pycocotools COCOeval, score_threshold 0.001, fusion=" + cfg.fusion,
     }
     path = det.save(out / "yolo_det.pt", meta)
@@ -292,14 +294,23 @@ def train(cfg: TrainTaskConfig, progress: bool = True) -> Path:
     return path
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _report_epoch(trainer) -> None:  # noqa: ANN001
     m = trainer.metrics or {}
+    # ultralytics calls this once more after training, for its final validation of the best weights
+    what = f"epoch {trainer.epoch + 1}/{trainer.epochs}" if trainer.epoch + 1 <= trainer.epochs else "best weights"
     tl = getattr(trainer, "tloss", None)  # a tensor or a dict of loss items, by ultralytics version
     try:
         loss = float(sum(tl.values()) if isinstance(tl, dict) else tl.sum())
     except (AttributeError, TypeError, ValueError):
         loss = float("nan")
-    print(f"epoch {trainer.epoch + 1}/{trainer.epochs}  train loss {loss:.3f}  val mAP50 "
+    print(f"{what}  train loss {loss:.3f}  val mAP50 "
           f"{m.get('metrics/mAP50(B)', float('nan')):.4f}  mAP50-95 {m.get('metrics/mAP50-95(B)', float('nan')):.4f}  "
           f"({time.time() - trainer.train_time_start:.0f} s)", flush=True)
 
@@ -349,7 +360,9 @@ def model_card(path: str | Path, shipped_as: str = "models/yolo_det_msrs.pt") ->
         f"epochs), seed {tc.get('seed')}, deterministic, workers 0, {tc.get('threads')} threads, device {tc.get('device')}; "
         f"ultralytics {meta.get('ultralytics_version')}.",
         f"- Time: {meta.get('train_seconds', 0) / 60:.1f} min wall for training (+{meta.get('prepare_seconds', 0):.0f} s "
-        "fusing and caching the images) on 2 CPU cores shared with other jobs.",
+        "fusing and caching the images) on 2 CPU cores shared with other jobs"
+        + (f"; {meta['cpu_seconds'] / 60:.1f} CPU-minutes for the whole command" if meta.get("cpu_seconds") else "")
+        + ".",
         f"- Command: `{meta.get('command')}` (config `config/train_task_detection.yaml`), then "
         f"`cp {tc.get('out', 'runs/task_detection')}/yolo_det.pt {shipped_as}`.", "",
         "| split | images | boxes | mAP50 (%) | mAP50-95 (%) | mAP75 (%) | "
@@ -361,8 +374,8 @@ def model_card(path: str | Path, shipped_as: str = "models/yolo_det_msrs.pt") ->
         lines.append(f"| {split} | {m['images']} | {m['gt_boxes']} | {100 * m['mAP50']:.1f} | {100 * m['mAP50-95']:.1f} | "
                      f"{100 * m['mAP75']:.1f} | " + " | ".join(f"{100 * ap.get(c, float('nan')):.1f}" for c in cfg["classes"])
                      + " |")
-    lines += ["", f"Metrics: {meta.get('metric_note', '')}; pycocotools COCOeval (101-point AP, IoU 0.50 and "
-              "0.50:0.95, all areas) on the same kind of fused images the model was trained on, ground truth "
+    lines += ["", f"Metrics: {meta.get('metric_note', '')}; 101-point AP, IoU 0.50 and 0.50:0.95, all areas, on "
+              "the same kind of fused images the model was trained on, ground truth "
               f"`labels_det/{tc.get('label_set')}`. `ivif eval tasks` compares IR-only, visible-only and fused inputs "
               "(docs/results_tasks.md).", ""]
     return "\n".join(lines)
