@@ -386,3 +386,13 @@ def test_yolo_dataset_folder_respects_splits_and_maps_classes(tmp_path) -> None:
     cfg2 = TrainTaskConfig(data_root=str(root), datasets=["LLVIP"], fusion="visible", cache_dir=str(tmp_path / "c2"))
     base2 = build_yolo_dataset(cfg2, ["person"], progress=False).parent
     assert sorted(p.stem for p in (base2 / "images" / "val").iterdir()) == ["LLVIP_010005"]
+
+
+def test_eval_tasks_cli_reports_a_missing_checkpoint(tmp_path, capsys: pytest.CaptureFixture) -> None:  # noqa: ANN001
+    from ivif_fusion.cli import main
+
+    rc = main(["eval", "tasks", "--task", f"detection={tmp_path / 'none.pt'}", "--out", str(tmp_path / "r.md")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "none.pt not found" in err and "ivif train task" in err
+    assert not (tmp_path / "r.md").exists()

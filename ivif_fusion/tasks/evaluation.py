@@ -89,18 +89,17 @@ def input_from_checkpoint(path: str | os.PathLike, backbone: str | os.PathLike |
 
 
 def standard_inputs(backbone: str | os.PathLike | None) -> dict[str, InputFn]:
-    """IR only, visible only and the generic fused image (VFN, or pixel-max when ``backbone`` is None)."""
+    """IR only, visible only, pixel-max fused and (when ``backbone`` is given) the generic VFN-fused image."""
     from ..training.task import make_fuser
 
     ir_fn, vi_fn = make_fuser("ir"), make_fuser("visible")
     inputs: dict[str, InputFn] = {"IR only": lambda ir, vi, t: ir_fn(ir, vi),
                                   "visible only": lambda ir, vi, t: vi_fn(ir, vi)}
+    mx = make_fuser("max")
+    inputs["pixel-max fused"] = lambda ir, vi, t: mx(ir, vi)  # rule baseline (and the detector's training domain)
     if backbone is not None:
         fuse = make_fuser("vfn", backbone)
         inputs["generic fused (VFN)"] = lambda ir, vi, t: fuse(ir, vi)
-    else:
-        mx = make_fuser("max")
-        inputs["pixel-max fused"] = lambda ir, vi, t: mx(ir, vi)
     return inputs
 
 
