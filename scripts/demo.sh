@@ -13,7 +13,7 @@ if [ ! -d "$DATA/MSRS/ir" ]; then
 fi
 mkdir -p "$OUT"
 echo "== fusing MSRS eval-20 pairs from $DATA/MSRS"
-ivif fuse --pairs "$DATA/MSRS" --split eval --out "$OUT/fused"
+ivif fuse --pairs "$DATA/MSRS" --split eval --task fusion --out "$OUT/fused"
 echo "== fusion metrics"
 ivif eval fusion --pairs "$DATA/MSRS" --fused "$OUT/fused" --only-fused --out "$OUT/fusion_metrics.csv" --no-progress
 echo "demo: fused colour images in $OUT/fused, metrics in $OUT/fusion_metrics_summary.md"

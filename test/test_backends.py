@@ -128,7 +128,7 @@ def test_tensorrt_absent_falls_back_in_order(onnx_dir: Path) -> None:
 
 
 def test_pipeline_runs_on_onnxruntime(tmp_path: Path) -> None:
-    from ivif_fusion.config import load_runtime
+    from ivif_fusion.config import runtime_defaults
     from ivif_fusion.runtime.pipeline import Pipeline
 
     torch.manual_seed(2)
@@ -136,14 +136,14 @@ def test_pipeline_runs_on_onnxruntime(tmp_path: Path) -> None:
     ex.export_onnx(MultiHeadFusion(checkpoint.load_vfn(ckpt)), tmp_path / "onnx", verify=False)
     over = {"pipeline.backbone_weights": str(ckpt), "pipeline.onnx_dir": str(tmp_path / "onnx"),
             "pipeline.backends": ["onnxruntime", "torch"]}
-    pipe = Pipeline(load_runtime(None, over))
+    pipe = Pipeline(runtime_defaults(over))
     assert pipe.backend.name == "onnxruntime" and pipe.backend_notes == []
     rng = np.random.default_rng(0)
     ir = rng.random((48, 64), dtype=np.float32)
     rgb = rng.random((48, 64, 3), dtype=np.float32)
     outputs, timings = pipe.run_arrays(ir, rgb)
     assert {"preprocess", "backbone+heads", "postprocess", "total"} <= set(timings)
-    ref = Pipeline(load_runtime(None, {**over, "pipeline.backends": ["torch"]}))
+    ref = Pipeline(runtime_defaults({**over, "pipeline.backends": ["torch"]}))
     ref_out, _ = ref.run_arrays(ir, rgb)
     for name, o in outputs.items():
         assert o.fused_rgb.shape == (48, 64, 3) and o.fused_rgb.dtype == np.uint8

@@ -45,3 +45,18 @@ def test_overrides_and_yaml_dump_round_trip(tmp_path):
     assert C.to_dict(again) == C.to_dict(cfg)
     with pytest.raises(C.ConfigError, match="not found"):
         C.load(C.RuntimeConfig, tmp_path / "missing.yaml")
+
+
+def test_configuration_doc_is_current():
+    from ivif_fusion.paths import SHARE_DIR
+
+    doc = (SHARE_DIR / "docs" / "configuration.md").read_text()
+    assert doc == C.configuration_doc(), "docs/configuration.md is stale: run python -m ivif_fusion.config"
+
+
+def test_shipped_multitask_config_runs_fusion_and_detection():
+    cfg = C.load_runtime()
+    kinds = {t.name: (t.kind, t.weights) for t in cfg.pipeline.tasks}
+    assert kinds["fusion"] == ("fusion", "")
+    assert kinds["detection"] == ("detection", "models/yolo_det_msrs.pt")
+    assert C.runtime_defaults().pipeline.tasks[0].kind == "fusion"  # minimal pipeline for tools and tests

@@ -158,10 +158,10 @@ def make_message(rng, header, blobs):
 
 @pytest.mark.timeout(120)
 def test_fuzz_conversion_pairing_pipeline(random_vfn_ckpt):
-    from ivif_fusion.config import load_runtime
+    from ivif_fusion.config import runtime_defaults
     from ivif_fusion.runtime.pipeline import PairSizeMismatch, Pipeline
 
-    pipe = Pipeline.from_config(load_runtime(overrides={
+    pipe = Pipeline.from_config(runtime_defaults({
         "pipeline.backbone_weights": str(random_vfn_ckpt), "pipeline.threads": 1,
         "pipeline.tasks": [{"name": "fusion", "kind": "fusion"}]}))
     rng = np.random.default_rng(20240611)

@@ -9,7 +9,7 @@ import torch
 
 from ivif_fusion.cli import main
 from ivif_fusion.colour import luminance, rgb_to_ycbcr, ycbcr_to_rgb
-from ivif_fusion.config import load_runtime
+from ivif_fusion.config import runtime_defaults
 from ivif_fusion.models import checkpoint
 from ivif_fusion.runtime.pipeline import PairSizeMismatch, Pipeline, PipelineConfigError
 from ivif_fusion.runtime.types import Frame, Pair
@@ -18,7 +18,7 @@ from ivif_fusion.runtime.types import Frame, Pair
 def _cfg(ckpt, **over):
     o = {"pipeline.backbone_weights": str(ckpt), "pipeline.threads": 1}
     o.update(over)
-    return load_runtime(overrides=o)
+    return runtime_defaults(o)
 
 
 def _pair(h=24, w=32, seed=0):
@@ -93,7 +93,7 @@ def test_fuse_cli_on_real_pairs(msrs_root, shipped_vfn, tmp_path):
     from ivif_fusion.metrics.fusion import fusion_metrics
 
     rc = main(["fuse", "--pairs", str(msrs_root), "--out", str(tmp_path), "--names", "00004N.png", "00055D.png",
-               "--set", "pipeline.threads=2"])
+               "--task", "fusion", "--set", "pipeline.threads=2"])
     assert rc == 0
     for name in ("00004N", "00055D"):
         out = cv2.imread(str(tmp_path / f"{name}.png"))[..., ::-1]
@@ -110,6 +110,8 @@ def test_fuse_cli_on_real_pairs(msrs_root, shipped_vfn, tmp_path):
 def test_fuse_cli_errors(tmp_path, capsys):
     assert main(["fuse", "--pairs", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     assert "no 'ir/' folder" in capsys.readouterr().err
+    assert main(["fuse", "--pairs", str(tmp_path), "--out", str(tmp_path / "o"), "--task", "nope"]) == 1
+    assert "unknown task(s) ['nope']" in capsys.readouterr().err
 
 
 def test_detection_task_runs_on_the_fused_image(random_vfn_ckpt, tmp_path):
@@ -141,7 +143,7 @@ def test_shipped_backbone_beats_pixel_mean_on_eval_pairs(msrs_root, shipped_vfn)
     from ivif_fusion.imageops import to_uint8
     from ivif_fusion.metrics.fusion import fusion_metrics
 
-    pipe = Pipeline.from_config(load_runtime(overrides={"pipeline.backbone_weights": str(shipped_vfn)}))
+    pipe = Pipeline.from_config(runtime_defaults({"pipeline.backbone_weights": str(shipped_vfn)}))
     for s in PairedFolder(msrs_root, names=["00004N.png", "00020N.png", "00055D.png", "00099D.png"]):
         ir8, vi8 = to_uint8(s.ir), to_uint8(s.vi)
         fused = pipe.run_arrays(s.ir, s.vi)[0]["fusion"].fused_rgb

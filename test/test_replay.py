@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ivif_fusion.config import TaskConfig, load_runtime
+from ivif_fusion.config import TaskConfig, runtime_defaults
 from ivif_fusion.io import bags
 from ivif_fusion.replay import replay
 from ivif_fusion.report import write_report
@@ -29,7 +29,7 @@ def pairs_dir(tmp_path_factory) -> Path:  # noqa: ANN001
 def _cfg(ckpt: Path, **over):  # noqa: ANN001, ANN202
     o = {"pipeline.backbone_weights": str(ckpt), "replay.metrics_pairs": 2, "replay.sample_frames": 3}
     o.update(over)
-    return load_runtime(None, o)
+    return runtime_defaults(o)
 
 
 def _affected(side: dict) -> set[int]:
@@ -133,7 +133,7 @@ def test_detections_written_and_map_from_sidecar(msrs_root, tmp_path):
     made = bags.make_bag(msrs_root, tmp_path / "in", bags.MakeBagOptions(max_side=160, storage="mcap"), names=names,
                          labels_dir=msrs_root / "labels_det" / "fusion", progress=False)
     side = bags.load_sidecar(made.sidecar)
-    cfg = load_runtime(None, {"replay.metrics_pairs": 0})
+    cfg = runtime_defaults({"replay.metrics_pairs": 0})
     s = replay(made.bag, cfg, tmp_path / "out", pipeline=PerfectDetector(side), progress=False)
     assert s.pairs_fused == len(names) - 1  # the last pair is still waiting at end of stream
     r = s.detection_map["det"]
@@ -158,7 +158,7 @@ def test_pipeline_errors_and_size_mismatch_are_accounted(pairs_dir, tmp_path, ra
     for f in side["frames"]:
         f["boxes"] = []
     side["classes"] = ["person"]
-    s = replay(made.bag, load_runtime(None, {"replay.metrics_pairs": 0}), tmp_path / "o1",
+    s = replay(made.bag, runtime_defaults({"replay.metrics_pairs": 0}), tmp_path / "o1",
                pipeline=PerfectDetector(side, fail_every=3), progress=False)
     fails = (N - 1) // 3
     for st in ("thermal", "rgb"):

@@ -235,9 +235,9 @@ class NodeProcess:
 
 
 def _config_file(tmp: Path, ckpt: Path, tasks: list[dict]) -> Path:
-    from ivif_fusion.config import dump_yaml, load_runtime
+    from ivif_fusion.config import dump_yaml, runtime_defaults
 
-    cfg = load_runtime(None, {"pipeline.tasks": tasks, "pipeline.backbone_weights": str(ckpt),
+    cfg = runtime_defaults({"pipeline.tasks": tasks, "pipeline.backbone_weights": str(ckpt),
                               "pipeline.threads": 1, "ros.qos_reliability": "reliable", "ros.qos_depth": 400,
                               "ros.diagnostics_period_s": 0.25})
     path = tmp / "node.yaml"
@@ -249,14 +249,14 @@ def _task_networks(tmp: Path, ckpt: Path) -> tuple[list[dict], str]:
     """Tasks for the live node: two fusion tasks, plus detection when the pipeline can run one here."""
     tasks = [{"name": "fusion", "kind": "fusion"}, {"name": "fusion_b", "kind": "fusion"}]
     try:
-        from ivif_fusion.config import load_runtime
+        from ivif_fusion.config import runtime_defaults
         from ivif_fusion.runtime.pipeline import Pipeline
         from ivif_fusion.tasks.detection import DetectorConfig, YoloDetector
 
         det_ckpt = YoloDetector(DetectorConfig()).save(tmp / "yolo_random.pt")
         det = {"name": "detection", "kind": "detection", "weights": str(det_ckpt), "image_size": 160,
                "score_threshold": 0.0}
-        cfg = load_runtime(None, {"pipeline.tasks": [det], "pipeline.backbone_weights": str(ckpt)})
+        cfg = runtime_defaults({"pipeline.tasks": [det], "pipeline.backbone_weights": str(ckpt)})
         Pipeline.from_config(cfg).run_arrays(np.zeros((H, W), np.float32), np.zeros((H, W, 3), np.float32))
         return [*tasks, det], ""
     except Exception as e:  # noqa: BLE001 - reported as a skip reason of the detection test

@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (one sub-folder per task when several tasks)")
     p.add_argument("--config", default=str(CONFIG_DIR / "multitask.yaml"), help="runtime config YAML")
     p.add_argument("--weights", help="backbone checkpoint (overrides pipeline.backbone_weights)")
+    p.add_argument("--task", action="append", default=[],
+                   help="only this configured task (repeatable); default: every task, one sub-folder each")
     p.add_argument("--names", nargs="*", help="only these pair file names")
     p.add_argument("--split", choices=["eval", "train", "val", "all"], default="all",
                    help="MSRS frame-range split to fuse (MSRS names only)")
@@ -27,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     import cv2
     from tqdm import tqdm
 
@@ -40,6 +44,13 @@ def run(args: argparse.Namespace) -> int:
     if args.weights:
         overrides["pipeline.backbone_weights"] = str(Path(args.weights).resolve())
     cfg = load_runtime(args.config, overrides)
+    if args.task:
+        known = [t.name for t in cfg.pipeline.tasks]
+        unknown = [t for t in args.task if t not in known]
+        if unknown:
+            print(f"ERROR: unknown task(s) {unknown}; configured: {known}", file=sys.stderr)
+            return 1
+        cfg.pipeline.tasks = [t for t in cfg.pipeline.tasks if t.name in args.task]
     folder = PairedFolder(args.pairs, names=args.names, resize_mismatched=args.resize)
     names = folder.names if args.split == "all" else msrs_split(folder.names, args.split)
     if not names:
