@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 COMMAND = ("eval", "tasks")
 HELP = "task metric (mAP / mIoU) and fusion metrics of each task network on single-modality and fused inputs"
 
@@ -38,10 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from ..models.checkpoint import CheckpointError
     from ..paths import require_data_root, resolve
     from ..tasks import load_task
-    from ..tasks.evaluation import input_from_checkpoint, msrs_eval_set, standard_inputs, evaluate_tasks, write_results
+    from ..tasks.evaluation import (EvalTasksError, evaluate_tasks, input_from_checkpoint, msrs_eval_set,
+                                    standard_inputs, write_results)
 
     specs = args.task or [("detection", "models/yolo_det_msrs.pt")]
     tasks = {}
+    notes_tasks: list[str] = []
     for name, path in specs:
         p = resolve(path)
         if not p.is_file():
@@ -50,12 +54,14 @@ def run(args: argparse.Namespace) -> int:
         if hasattr(adapter.cfg, "score_threshold"):
             adapter.cfg.score_threshold = 0.001  # mAP over the whole score range (COCO practice)
         tasks[name] = adapter
+        trained_on = (adapter.meta().get("train_config") or {}).get("fusion")
+        if trained_on:
+            notes_tasks.append(f"Task `{name}` ({p.name}) was trained on `{trained_on}` images.")
     root = require_data_root(args.data_root or None)
     backbone = resolve(args.backbone)
-    notes = []
+    notes = list(notes_tasks)
     if not backbone.is_file():
-        notes.append(f"No generic backbone at {args.backbone}: the fused column is pixel-max fusion "
-                     "(max of IR and visible Y, visible colour).")
+        notes.append(f"No generic backbone at {args.backbone}: no VFN column.")
         backbone = None
     inputs = standard_inputs(backbone)
     extra = list(args.input)
@@ -63,12 +69,27 @@ def run(args: argparse.Namespace) -> int:
         extra = [("task-customized (RSC)", "models/rsc_msrs.pt")]
     for name, path in extra:
         inputs[name] = input_from_checkpoint(resolve(path), backbone)
-    # one ground truth per task; all detection tasks share the MSRS boxes
-    first = next(iter(tasks.values()))
-    data = msrs_eval_set(root, first.classes, args.split, args.label_set, task=next(iter(tasks)))
-    for name, a in tasks.items():
-        if a.TASK == "detection" and name not in data.targets:
-            data.targets[name] = msrs_eval_set(root, a.classes, args.split, args.label_set, name).targets[name]
+    # the shared data has boxes only: detection tasks get MSRS boxes, other tasks are reported as skipped
+    det = [(n, a) for n, a in tasks.items() if a.TASK == "detection"]
+    if not det:
+        raise EvalTasksError("no detection task given: the shared data has no ground truth for other tasks")
+    data = msrs_eval_set(root, det[0][1].classes, args.split, args.label_set, task=det[0][0])
+    for name, a in det[1:]:
+        data.targets[name] = msrs_eval_set(root, a.classes, args.split, args.label_set, name).targets[name]
+    for name in data.targets:
+        boxes = np.concatenate([np.asarray(t).reshape(-1, 5) for t in data.targets[name]])
+        per = ", ".join(f"{c} {int((boxes[:, 0] == k).sum())}" for k, c in enumerate(tasks[name].classes))
+        notes.append(f"Task `{name}`: {len(boxes)} boxes in {len(data.names)} pairs ({per}); with so few boxes, "
+                     "differences of a few mAP points are within noise, and a class with a handful of boxes "
+                     "(AP50 per class) is not measured reliably.")
+    import shlex
+    import sys
+
+    notes.append("Command: `ivif " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "` (raw numbers: "
+                 f"{args.json}). Add a task-customized column with `--input NAME=CKPT` (kinds: "
+                 "vfn, rsc, or any registered with ivif_fusion.tasks.evaluation.register_input_loader).")
+    notes.append("Pixel-max fused: max of IR and visible Y with the visible colour. Generic fused: the VFN backbone "
+                 f"({args.backbone}) Y with the visible colour.")
     results = write_results(
         evaluate_tasks(tasks, inputs, data, with_fusion_metrics=not args.no_fusion_metrics), args.out, args.json,
         notes=notes + [f"Ground truth: MSRS `labels_det/{args.label_set}` boxes for every input; mAP by pycocotools "
