@@ -16,6 +16,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/models", glob("models/*.pt") + glob("models/*.md") + glob("models/*.json")),
+        (f"share/{PACKAGE}/models/onnx", glob("models/onnx/*.onnx") + glob("models/onnx/*.json")),
         (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
     ],
     install_requires=["setuptools"],

@@ -23,7 +23,8 @@ PKG = "ivif_fusion"
 PACKAGE_ENTRIES = ("setup.py", "setup.cfg", "package.xml", "resource", PKG, "launch", "config", "models", "msg")
 # share/ivif_fusion/<folder> patterns, as in setup.py's data_files
 SHARE_GLOBS = {"launch": ["launch/*.py"], "config": ["config/*.yaml", "config/*.xml"],
-               "models": ["models/*.pt", "models/*.md", "models/*.json"], "msg": ["msg/*.msg"]}
+               "models": ["models/*.pt", "models/*.md", "models/*.json"],
+               "models/onnx": ["models/onnx/*.onnx", "models/onnx/*.json"], "msg": ["msg/*.msg"]}
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("colcon_core") is None or importlib.util.find_spec("colcon_ros") is None,
@@ -62,7 +63,7 @@ def test_share_files_and_ament_index(install: Path) -> None:
     assert (share / "package.xml").read_text() == (ROOT / "package.xml").read_text()
     for folder, patterns in SHARE_GLOBS.items():
         expected = sorted(Path(p).name for pat in patterns for p in glob(str(ROOT / pat)))
-        installed = sorted(p.name for p in (share / folder).glob("*")) if (share / folder).is_dir() else []
+        installed = sorted(p.name for p in (share / folder).glob("*") if p.is_file()) if (share / folder).is_dir() else []
         assert installed == expected, f"share/{PKG}/{folder}: installed {installed}, source has {expected}"
     assert "multitask.yaml" in os.listdir(share / "config")
     if (ROOT / "launch" / "multitask.launch.py").is_file():
