@@ -152,3 +152,12 @@ def test_shipped_backbone_beats_pixel_mean_on_eval_pairs(msrs_root, shipped_vfn)
         assert mv["Qabf"] > mm["Qabf"] + 0.1, (s.name, mv["Qabf"], mm["Qabf"])
         assert mv["VIF"] > mm["VIF"], (s.name, mv["VIF"], mm["VIF"])
         assert np.isfinite(fused).all() and fused.mean() > 10
+
+
+def test_shipped_config_uses_the_shipped_onnx_graph(shipped_vfn):
+    """models/onnx/fusion.onnx must be re-exported whenever the shipped weights or heads change."""
+    from ivif_fusion.config import load_runtime
+
+    pipe = Pipeline.from_config(load_runtime())
+    assert pipe.backend.name == "onnxruntime", pipe.backend_notes
+    assert pipe.task_names == ["fusion", "detection"]
