@@ -50,6 +50,8 @@ def main() -> int:
     ap.add_argument("--rsc", default="models/rsc_det_msrs.pt")
     ap.add_argument("--task", default="detection")
     ap.add_argument("--score", type=float, default=0.001, help="detector score threshold for mAP")
+    ap.add_argument("--split", default="eval", choices=("eval", "val"),
+                    help="MSRS eval-20 (report) or the val range, frames 1400+ (model selection)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(HERE / "rsc_eval"))
     args = ap.parse_args()
@@ -61,7 +63,7 @@ def main() -> int:
     det.cfg.score_threshold = args.score
     root = require_data_root() / "MSRS"
     folder = PairedFolder(root, strict=False)
-    names = msrs_split(folder.names, "eval")
+    names = msrs_split(folder.names, args.split)
     variants = ("ir", "visible", "generic", "rsc_closed_loop", "rsc_mean_descriptor")
     images: dict[str, list[np.ndarray]] = {v: [] for v in variants}
     targets, metrics = [], {v: [] for v in variants}
@@ -95,7 +97,7 @@ def main() -> int:
     g = rows["generic"]
     rel = {v: {k: round(100 * (rows[v][k] - g[k]) / g[k], 2) for k in ("Qabf", "VIF")}
            for v in ("rsc_closed_loop", "rsc_mean_descriptor")}
-    res = {"split": "MSRS eval-20", "pairs": len(names), "labels": "labels_det/fusion", "score_threshold": args.score,
+    res = {"split": "MSRS eval-20" if args.split == "eval" else "MSRS val (frames 1400+)", "pairs": len(names), "labels": "labels_det/fusion", "score_threshold": args.score,
            "weights": {"backbone": args.backbone, "detector": args.detector, "rsc": args.rsc},
            "rsc_training": {k: checkpoint.load(resolve(args.rsc))["meta"].get(k) for k in ("steps", "seconds")},
            "results": rows, "fusion_change_vs_generic_percent": rel, "seconds": round(time.time() - t0, 1)}
