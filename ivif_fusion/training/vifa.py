@@ -304,6 +304,7 @@ def train(cfg: TrainVifaConfig, progress: bool = True, images: list[np.ndarray] 
         images, ids = load_training_images(fcfg, progress)
     ids = ids or [str(i) for i in range(len(images))]
     t0 = time.time()
+    cpu0 = time.process_time()
 
     selection, sel_path, cached = select_key_channels(teacher, teacher_id, images, ids, cfg, progress)
     (out / "key_channels.md").write_text(sel_path.with_suffix(".md").read_text()
@@ -368,7 +369,8 @@ def train(cfg: TrainVifaConfig, progress: bool = True, images: list[np.ndarray] 
         "head_percent_of_backbone": round(100.0 * head_p / bb_p, 3),
         "pairs": len(images), "pair_ids_head": ids[:5], "steps": cfg.steps,
         "seconds": {"selection": round(t_select, 1), "references": round(t_refs, 1),
-                    "training": round(time.time() - t_train, 1)},
+                    "training": round(time.time() - t_train, 1),
+                    "cpu_total": round(time.process_time() - cpu0, 1)},
         "final_losses": {k: round(v.item(), 6) for k, v in losses.items()},
         "ivif_fusion": __version__, "torch": torch.__version__,
     }
