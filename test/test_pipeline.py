@@ -161,3 +161,20 @@ def test_shipped_config_uses_the_shipped_onnx_graph(shipped_vfn):
     pipe = Pipeline.from_config(load_runtime())
     assert pipe.backend.name == "onnxruntime", pipe.backend_notes
     assert pipe.task_names == ["fusion", "detection"]
+
+
+def test_shipped_rsc_config_customizes_the_detection_image(msrs_root, shipped_vfn):
+    """config/multitask_rsc.yaml: the detection task gets its own (RSC) fused image, fusion keeps the generic one."""
+    from ivif_fusion.config import load_runtime
+    from ivif_fusion.data.paired import PairedFolder
+    from ivif_fusion.paths import CONFIG_DIR
+
+    pipe = Pipeline.from_config(load_runtime(CONFIG_DIR / "multitask_rsc.yaml"))
+    s = PairedFolder(msrs_root, names=["00004N.png"])[0]
+    out, timings = pipe.run_arrays(s.ir, s.vi)
+    generic, custom = out["fusion"].fused_rgb.astype(int), out["detection"].fused_rgb.astype(int)
+    diff = np.abs(generic - custom)
+    assert 0.1 < diff.mean() < 20, "RSC must change the image, but only as a customization"
+    assert "rsc:detection" in timings and "task:detection" in timings
+    again, _ = pipe.run_arrays(s.ir, s.vi)
+    np.testing.assert_array_equal(again["detection"].fused_rgb, out["detection"].fused_rgb)  # deterministic
