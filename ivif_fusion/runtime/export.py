@@ -94,13 +94,7 @@ def weights_digest(module: Any) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
+from ..models.checkpoint import file_sha256  # noqa: E402 - re-exported for the engine cache and tests
 
 # --------------------------------------------------------------------------- ONNX export
 
