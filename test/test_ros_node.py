@@ -246,19 +246,23 @@ def _config_file(tmp: Path, ckpt: Path, tasks: list[dict]) -> Path:
 
 
 def _task_networks(tmp: Path, ckpt: Path) -> tuple[list[dict], str]:
-    """Tasks for the live node: two fusion tasks, plus detection when the pipeline can run one here."""
+    """Tasks for the live node: two fusion tasks, plus detection and segmentation (random-init networks:
+    the test checks the message path, not the model) when the pipeline can run them here."""
     tasks = [{"name": "fusion", "kind": "fusion"}, {"name": "fusion_b", "kind": "fusion"}]
     try:
         from ivif_fusion.config import runtime_defaults
         from ivif_fusion.runtime.pipeline import Pipeline
         from ivif_fusion.tasks.detection import DetectorConfig, YoloDetector
+        from ivif_fusion.tasks.segmentation import SegmenterConfig, SmallSegmenter
 
         det_ckpt = YoloDetector(DetectorConfig()).save(tmp / "yolo_random.pt")
         det = {"name": "detection", "kind": "detection", "weights": str(det_ckpt), "image_size": 160,
                "score_threshold": 0.0}
-        cfg = runtime_defaults({"pipeline.tasks": [det], "pipeline.backbone_weights": str(ckpt)})
+        seg_ckpt = SmallSegmenter(SegmenterConfig()).save(tmp / "seg_random.pt")
+        seg = {"name": "segmentation", "kind": "segmentation", "weights": str(seg_ckpt)}
+        cfg = runtime_defaults({"pipeline.tasks": [det, seg], "pipeline.backbone_weights": str(ckpt)})
         Pipeline.from_config(cfg).run_arrays(np.zeros((H, W), np.float32), np.zeros((H, W, 3), np.float32))
-        return [*tasks, det], ""
+        return [*tasks, det, seg], ""
     except Exception as e:  # noqa: BLE001 - reported as a skip reason of the detection test
         return tasks, f"{type(e).__name__}: {e}"
 
@@ -344,13 +348,16 @@ def live(tmp_path_factory, ros_client, random_vfn_ckpt, pairs):  # noqa: ANN001,
     diags: list = []
     subs = [ros_client.collect(Image, f"{NODE}/fused/{name}", qos, sink) for name, sink in got.items()]
     subs.append(ros_client.collect(DiagnosticArray, "/diagnostics", _qos(50), diags))
+    masks: list = []
     if not det_skip:
         subs.append(ros_client.collect(Detection2DArray, f"{NODE}/detections/detection", qos, dets))
+        subs.append(ros_client.collect(Image, f"{NODE}/mask/segmentation", qos, masks))
     pubs = {"thermal": ros_client.node.create_publisher(Image, "thermal/image", qos),
             "rgb": ros_client.node.create_publisher(Image, "rgb/image", qos)}
     ros_client.wait(lambda: all(p.get_subscription_count() > 0 for p in pubs.values())
                     and all(s.get_publisher_count() > 0 for s in subs), 30, "publishers/subscribers to match")
-    state = {"node": node, "tasks": tasks, "det_skip": det_skip, "got": got, "dets": dets, "diags": diags,
+    state = {"node": node, "tasks": tasks, "det_skip": det_skip, "got": got, "dets": dets, "masks": masks,
+             "diags": diags,
              "pubs": pubs, "factory": MessageFactory(pairs, rgb_compressed=False), "tmp": tmp}
     yield state
     node.stop()
@@ -444,6 +451,24 @@ def test_live_detections(live, ros_client):  # noqa: ANN001
         for d in m.detections:
             assert d.header.frame_id == THERMAL_FRAME and len(d.results) == 1
             assert 0 <= d.bbox.center.position.x <= W and 0 <= d.bbox.center.position.y <= H
+
+
+def test_live_masks(live, ros_client):  # noqa: ANN001
+    """mono8 class-id mask per fused image of the segmentation task, input header copied."""
+    if live["det_skip"]:
+        pytest.skip(f"pipeline cannot run task networks here yet: {live['det_skip']}")
+    from ivif_fusion.io.messages import image_msg_to_array, stamp_ns
+    from ivif_fusion.tasks.segmentation import SegmenterConfig
+
+    fused = {stamp_ns(m.header) for _, m in live["got"]["segmentation"]}
+    masks = live["masks"]
+    assert fused and len(masks) == len(fused)
+    n_classes = len(SegmenterConfig().classes)
+    for _, m in masks:
+        assert stamp_ns(m.header) in fused and m.header.frame_id == THERMAL_FRAME
+        assert m.encoding == "mono8" and (m.height, m.width) == (H, W)
+        arr, _enc = image_msg_to_array(m)
+        assert arr.shape == (H, W) and arr.dtype == np.uint8 and int(arr.max()) < n_classes
 
 
 def _bad_image(kind: str, stamp: int, rng: np.random.Generator):  # noqa: ANN202
