@@ -81,15 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     for n in (2, 3):
         configs[f"separate/{n}"] = [_pipeline(weights, [t], args.threads) for t in tasks[:n]]
     samples: dict[str, list[float]] = {k: [] for k in configs}
+    stages: dict[str, list[float]] = {}
     info = machine_info()
     for i in range(args.warmup + args.frames):
         ir, rgb = frames[i % len(frames)]
         for name, pipes in configs.items():
             t = time.perf_counter()
+            stage_t = {}
             for p in pipes:
-                p.run_arrays(ir, rgb)
+                stage_t.update(p.run_arrays(ir, rgb)[1])
             if i >= args.warmup:
                 samples[name].append((time.perf_counter() - t) * 1e3)
+                if name == "shared/3":  # stage split of the 3-head pipeline: what a head costs
+                    for k, v in stage_t.items():
+                        stages.setdefault(k, []).append(v)
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     res = {k: stats(v) for k, v in samples.items()}
     med = {k: v["median"] for k, v in res.items()}
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "head_percent_of_backbone": 100.0 * head_p / bb_p,
     }
     out = {"machine": info, "size": [640, 480], "threads": args.threads, "frames": args.frames,
-           "tasks": tasks, "configs_ms": res, "summary": summary, "notes": notes}
+           "tasks": tasks, "configs_ms": res, "shared3_stages_ms": {k: stats(v) for k, v in stages.items()},
+           "summary": summary, "notes": notes}
     Path(args.out + ".json").write_text(json.dumps(out, indent=1))
     lines = ["# VIFA sharing benchmark (Pipeline, torch, 640x480, "
              f"{args.threads} threads, {args.frames} frames round-robin)", "",
@@ -120,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
               f"| speedup, 3 tasks: 3 separate networks / shared + 3 heads | {summary['speedup_3_tasks']:.2f}x | |",
               f"| one head, % of backbone parameters | {summary['head_percent_of_backbone']:.2f} % "
               f"({head_p} / {bb_p}) | |", "",
+              "Stages of shared/3 (median ms, the pipeline's own timings): "
+              + ", ".join(f"{k} {float(np.median(v)):.1f}" for k, v in stages.items()) + ".", "",
               "shared/N: one Pipeline, backbone once + N heads; separate/N: N one-task Pipelines, each a full "
               "network (backbone + head). Each total includes preprocess (BT.601) and per-task colour "
               "recombination; task networks excluded (identical in both designs).", ""]
