@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
     ap.add_argument("--vifa", default="models/vifa_msrs.pt")
     ap.add_argument("--detector", default="models/yolo_det_msrs.pt")
     ap.add_argument("--segmenter", default="")
+    ap.add_argument("--score", type=float, default=0.001,
+                    help="detector score threshold for mAP (low, so the PR curve is complete; as benchmarks/rsc_eval.py)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "docs" / "results_vifa.md"))
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "vifa_eval.json"))
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
         from ivif_fusion.tasks import load_task
 
         det = load_task(det_path).eval()
+        det.cfg.score_threshold = args.score
         data = msrs_eval_set(root, det.classes, "eval", "fusion", "detection")
         names = data.names
         pairs = [SimpleNamespace(ir=a, vi=b) for a, b in zip(data.ir, data.vi, strict=True)]
@@ -176,10 +179,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
          f"Evaluated on {set_name} ({len(names)} pairs, frame number <= 107, never trained on).", "",
          "## Task metric: head vs its reference vs generic fusion", ""]
     if task_results:
-        L += ["| task | input | mAP50 (%) | mAP50-95 (%) |", "|---|---|---|---|"]
+        L += [f"Detector `{args.detector}`, score threshold {args.score} (complete PR curve, as "
+              "benchmarks/rsc_eval.py), boxes `labels_det/fusion`.", "",
+              "| task | input | mAP50 (%) | mAP50-95 (%) |", "|---|---|---|---|"]
         for t, rows in task_results.items():
             for k, v in rows.items():
-                L.append(f"| {t} | {k} | {100 * v['mAP50']:.1f} | {100 * v['mAP50-95']:.1f} |")
+                L.append(f"| {t} | {k} | {100 * v['mAP50']:.2f} | {100 * v['mAP50-95']:.2f} |")
         d = task_results.get("detection")
         if d:
             gap = 100 * (d["VIFA head"]["mAP50"] - d["reference"]["mAP50"])
