@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ivif_fusion.config import TrainVifaConfig, load_runtime
+from ivif_fusion.config import TrainVifaConfig, runtime_defaults
 from ivif_fusion.key_channels import (SelectionOptions, channel_entropy, cluster_channels, report_markdown,
                                       select_from_features)
 from ivif_fusion.metrics.fsim import fsim, pairwise_fsim
@@ -191,7 +191,7 @@ def test_pipeline_runs_one_head_per_vifa_task(tmp_path):
     path = save_vifa(tmp_path / "v.pt", student)
     tasks = [{"name": "det", "kind": "fusion", "customization": "vifa"},
              {"name": "fus", "kind": "fusion", "customization": "vifa"}]
-    cfg = load_runtime(overrides={"pipeline.vifa_weights": str(path), "pipeline.tasks": tasks, "pipeline.threads": 1})
+    cfg = runtime_defaults({"pipeline.vifa_weights": str(path), "pipeline.tasks": tasks, "pipeline.threads": 1})
     pipe = Pipeline.from_config(cfg)
     rng = np.random.default_rng(0)
     ir = rng.random((24, 32)).astype(np.float32)
@@ -207,7 +207,7 @@ def test_pipeline_runs_one_head_per_vifa_task(tmp_path):
             expected = np.clip(np.rint(ycbcr_to_rgb(ycc) * 255), 0, 255)
             assert np.abs(outs[t].fused_rgb.astype(int) - expected).max() <= 1
     assert np.abs(outs["det"].fused_rgb.astype(int) - outs["fus"].fused_rgb.astype(int)).max() > 5
-    bad = load_runtime(overrides={"pipeline.vifa_weights": str(path), "pipeline.threads": 1,
+    bad = runtime_defaults({"pipeline.vifa_weights": str(path), "pipeline.threads": 1,
                                   "pipeline.tasks": [{"name": "tracking", "kind": "fusion", "customization": "vifa"}]})
     with pytest.raises(PipelineConfigError, match="no head for task"):
         Pipeline.from_config(bad)
