@@ -178,3 +178,19 @@ def test_shipped_rsc_config_customizes_the_detection_image(msrs_root, shipped_vf
     assert "rsc:detection" in timings and "task:detection" in timings
     again, _ = pipe.run_arrays(s.ir, s.vi)
     np.testing.assert_array_equal(again["detection"].fused_rgb, out["detection"].fused_rgb)  # deterministic
+
+
+def test_shipped_vifa_config_runs_one_backbone_and_a_head_per_task(msrs_root, shipped_vfn):
+    """config/multitask_vifa.yaml: shared VIFA backbone once, one head per task, distinct task images."""
+    from ivif_fusion.config import load_runtime
+    from ivif_fusion.data.paired import PairedFolder
+    from ivif_fusion.paths import CONFIG_DIR
+
+    pipe = Pipeline.from_config(load_runtime(CONFIG_DIR / "multitask_vifa.yaml"))
+    assert pipe.graph.head_names == ["fusion", "detection"]
+    s = PairedFolder(msrs_root, names=["00055D.png"])[0]
+    out, timings = pipe.run_arrays(s.ir, s.vi)
+    assert {"backbone", "head:fusion", "head:detection"} <= set(timings)
+    diff = np.abs(out["fusion"].fused_rgb.astype(int) - out["detection"].fused_rgb.astype(int)).mean()
+    assert 0.05 < diff < 20
+    assert out["detection"].detections is not None and out["fusion"].detections is None

@@ -77,7 +77,7 @@ def input_from_checkpoint(path: str | os.PathLike, backbone: str | os.PathLike |
     kind = checkpoint.load(p).get("kind")
     if kind not in INPUT_LOADERS:
         # modules that know how to fuse with their checkpoints register on import
-        for mod in ("ivif_fusion.models.rsc", "ivif_fusion.models.heads"):
+        for mod in ("ivif_fusion.models.rsc", "ivif_fusion.models.heads", "ivif_fusion.models.vifa"):
             try:
                 __import__(mod)
             except ImportError:
