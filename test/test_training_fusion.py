@@ -77,3 +77,25 @@ def test_crops_are_deterministic_and_sharding_splits_global_batches():
     assert [a + b for a, b in zip(r0, r1)] == one
     with pytest.raises(ValueError, match="divisible"):
         ShardedBatches(12, 3, seed=0, world=2)
+
+
+def test_train_fusion_cli_on_a_tiny_paired_folder(tmp_path, capsys):
+    import cv2
+
+    from ivif_fusion.cli import main
+
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        for sub, shape in (("ir", (40, 48)), ("vi", (40, 48, 3))):
+            (tmp_path / "data" / "Tiny" / sub).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "data" / "Tiny" / sub / name), rng.integers(0, 255, shape).astype(np.uint8))
+    rc = main(["train", "fusion", "--out", str(tmp_path / "run"), "--set", f"data_root={tmp_path / 'data'}",
+               "--set", "datasets=[Tiny]", "--set", "depth=1", "--set", "crop=24", "--set", "batch_size=2",
+               "--set", "epochs=1", "--set", "samples_per_image=1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"checkpoint: {tmp_path / 'run' / 'vfn.pt'}" in out
+    meta = checkpoint.load(tmp_path / "run" / "vfn.pt", "vfn")["meta"]
+    assert meta["pairs"] == 2 and meta["steps"] == 1 and meta["train_config"]["datasets"] == ["Tiny"]
+    assert main(["train", "fusion", "--set", "epoch=1"]) == 1  # unknown key: one ERROR line, no traceback
+    assert "did you mean 'epochs'" in capsys.readouterr().err

@@ -21,3 +21,33 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         k, v = item.split("=", 1)
         out[k.strip()] = yaml.safe_load(v)
     return out
+
+
+def add_training_arguments(p: argparse.ArgumentParser, config_name: str, *, steps: bool = False,
+                           resume: bool = False) -> None:
+    """The options every `ivif train <job>` shares: --config, --out, --set (and --steps / --resume)."""
+    from ..paths import CONFIG_DIR
+
+    p.add_argument("--config", default=str(CONFIG_DIR / config_name), help="training config YAML")
+    p.add_argument("--out", help="output folder (overrides the config's 'out')")
+    if steps:
+        p.add_argument("--steps", type=int, help="optimisation steps (overrides the config's 'steps')")
+    if resume:
+        p.add_argument("--resume", help="resume from a last_state.pt")
+    add_set_option(p)
+
+
+def run_training(args: argparse.Namespace, cfg_cls: type, train: Any, extra: tuple[str, ...] = ()) -> int:
+    """Load the job's config with the command-line overrides, train, say where the outputs are."""
+    from ..config import load
+
+    overrides = parse_sets(args.set)
+    for option in ("out", "steps", "resume"):
+        value = getattr(args, option, None)
+        if value is not None:
+            overrides[option] = value
+    path = train(load(cfg_cls, args.config, overrides))
+    print(f"checkpoint: {path}\nlog: {path.parent / 'log.csv'}")
+    for name, file in (x.split("=", 1) for x in extra):
+        print(f"{name}: {path.parent / file}")
+    return 0

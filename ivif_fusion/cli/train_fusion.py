@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_set_option, parse_sets
+from ._common import add_training_arguments, run_training
 
 COMMAND = ("train", "fusion")
 HELP = "train the VFN fusion backbone without labels (intensity + gradient loss)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..paths import CONFIG_DIR
-
-    p.add_argument("--config", default=str(CONFIG_DIR / "train_fusion.yaml"), help="training config YAML")
-    p.add_argument("--out", help="output folder (overrides the config's 'out')")
-    p.add_argument("--resume", help="resume from a last_state.pt")
-    add_set_option(p)
+    add_training_arguments(p, "train_fusion.yaml", resume=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import TrainFusionConfig, load
+    from ..config import TrainFusionConfig
     from ..training.fusion import train
 
-    overrides = parse_sets(args.set)
-    if args.out:
-        overrides["out"] = args.out
-    if args.resume:
-        overrides["resume"] = args.resume
-    cfg = load(TrainFusionConfig, args.config, overrides)
-    path = train(cfg)
-    print(f"checkpoint: {path}\nlog: {path.parent / 'log.csv'}")
-    return 0
+    return run_training(args, TrainFusionConfig, train)
