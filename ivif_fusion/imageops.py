@@ -105,3 +105,19 @@ def normalize_visible(img: np.ndarray, order: str = "rgb") -> np.ndarray:
 def to_uint8(img: np.ndarray) -> np.ndarray:
     """Float 0..1 image -> uint8 with rounding."""
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+
+
+def fit_max_side(max_side: int, *images: np.ndarray) -> tuple[list[np.ndarray], float]:
+    """Downscale same-size images (area interpolation) so their long side is at most ``max_side``.
+
+    Returns the images (unchanged objects when no resize is needed or ``max_side`` is 0) and the
+    scale factor applied to widths (new width / old width).
+    """
+    h, w = images[0].shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return list(images), 1.0
+    import cv2
+
+    s = max_side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images], size[0] / w

@@ -104,3 +104,15 @@ def test_yolo_labels(tmp_path, msrs_root):
     with pytest.raises(LabelError, match="missing"):
         read_yolo(tmp_path / "none.txt")
     assert read_classes(msrs_root / "labels_det" / "classes.txt") == ["person", "bicycle", "car"]
+
+
+def test_fit_max_side_scales_the_long_side_and_keeps_small_images():
+    from ivif_fusion.imageops import fit_max_side
+
+    a, b = np.zeros((480, 640), np.float32), np.zeros((480, 640, 3), np.float32)
+    (a2, b2), s = fit_max_side(320, a, b)
+    assert a2.shape == (240, 320) and b2.shape == (240, 320, 3) and s == 0.5
+    (a3,), s = fit_max_side(0, a)
+    assert a3 is a and s == 1.0
+    (a4,), s = fit_max_side(640, a)
+    assert a4 is a and s == 1.0

@@ -10,21 +10,14 @@ import pytest
 import torch
 
 from ivif_fusion.models import checkpoint
-from ivif_fusion.models.heads import MultiHeadFusion, make_head
+from ivif_fusion.models.heads import MultiHeadFusion
 from ivif_fusion.models.vfn import VFN, VFNConfig
 from ivif_fusion.runtime import export as ex
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-HEADS = ["generic", "det", "seg"]
-
-
-def make_graph(seed: int = 0, heads: list[str] = HEADS) -> MultiHeadFusion:
-    torch.manual_seed(seed)
-    backbone = VFN()
-    extra = {h: make_head(VFNConfig().width // 2) for h in heads if h != "generic"}
-    return MultiHeadFusion(backbone, extra, head_names=heads).eval()
+from graph_factory import HEADS, make_graph  # noqa: E402 - after the importorskip
 
 
 @pytest.fixture(scope="module")

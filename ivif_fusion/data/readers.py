@@ -305,11 +305,33 @@ class LayoutReader:
                                   else ClassMap.identity(self.source_classes))
 
     # -- layout-specific parts
+    # Layouts with split sub-folders set ``split_names``, ``missing_splits`` and ``_split_dirs``.
+    split_names: tuple[str, ...] = ()
+    missing_splits = ""
+
+    def _split_dirs(self, split: str) -> tuple[Path, Path]:
+        raise NotImplementedError
+
     def _find_splits(self, splits: Sequence[str] | None) -> list[str]:
-        return [""]
+        if not self.split_names:
+            return [""]
+        found = [s for s in self.split_names if self._split_dirs(s)[0].is_dir()]
+        if not found:
+            raise LayoutError(f"{self.root} is not an {self.layout.upper()} release: {self.missing_splits}")
+        if splits is None:
+            return found
+        for s in splits:
+            if s not in found:
+                raise LayoutError(f"split '{s}' not found in {self.root} (found: {', '.join(found)})")
+        return list(splits)
 
     def _list(self) -> list[Item]:
-        raise NotImplementedError
+        if not self.split_names:
+            raise NotImplementedError
+        items = []
+        for s in self.splits:
+            items += self._pair(*self._split_dirs(s), s)
+        return items
 
     def _find_label_sets(self) -> list[str]:
         return []
@@ -436,24 +458,12 @@ class MsrsReader(LayoutReader):
 
     layout = "msrs"
     default_class_map = "msrs"
+    split_names = ("train", "test")
+    missing_splits = "no train/ir or test/ir folder (for <root>/ir + <root>/vi use --layout flat)"
 
-    def _find_splits(self, splits: Sequence[str] | None) -> list[str]:
-        found = [s for s in ("train", "test") if (self.root / s / "ir").is_dir()]
-        if not found:
-            raise LayoutError(f"{self.root} is not an MSRS release: no train/ir or test/ir folder "
-                              "(for <root>/ir + <root>/vi use --layout flat)")
-        if splits is None:
-            return found
-        for s in splits:
-            if s not in found:
-                raise LayoutError(f"split '{s}' not found in {self.root} (found: {', '.join(found)})")
-        return list(splits)
+    def _split_dirs(self, split: str) -> tuple[Path, Path]:
+        return self.root / split / "ir", self.root / split / "vi"
 
-    def _list(self) -> list[Item]:
-        items = []
-        for s in self.splits:
-            items += self._pair(self.root / s / "ir", self.root / s / "vi", s)
-        return items
 
     def _set_dirs(self, split: str) -> dict[str, Path]:
         """Box set -> folder of its txt files for one split (first matching convention wins)."""
@@ -517,23 +527,12 @@ class LlvipReader(LayoutReader):
     layout = "llvip"
     default_class_map = "llvip"
     label_format = "voc"
+    split_names = ("train", "test")
+    missing_splits = "no infrared/train or infrared/test folder"
 
-    def _find_splits(self, splits: Sequence[str] | None) -> list[str]:
-        found = [s for s in ("train", "test") if (self.root / "infrared" / s).is_dir()]
-        if not found:
-            raise LayoutError(f"{self.root} is not an LLVIP release: no infrared/train or infrared/test folder")
-        if splits is None:
-            return found
-        for s in splits:
-            if s not in found:
-                raise LayoutError(f"split '{s}' not found in {self.root} (found: {', '.join(found)})")
-        return list(splits)
+    def _split_dirs(self, split: str) -> tuple[Path, Path]:
+        return self.root / "infrared" / split, self.root / "visible" / split
 
-    def _list(self) -> list[Item]:
-        items = []
-        for s in self.splits:
-            items += self._pair(self.root / "infrared" / s, self.root / "visible" / s, s)
-        return items
 
     def _find_label_sets(self) -> list[str]:
         return [DEFAULT_SET] if (self.root / "Annotations").is_dir() else []

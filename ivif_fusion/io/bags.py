@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..imageops import fit_max_side
 
 THERMAL_TOPIC = "/thermal/image"
 RGB_TOPIC = "/rgb/image"
@@ -396,18 +397,6 @@ def _plan_faults(n: int, opts: MakeBagOptions, rng: np.random.Generator) -> list
     return faults
 
 
-def _resize_pair(ir: np.ndarray, vi: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray, float]:
-    h, w = ir.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return ir, vi, 1.0
-    import cv2
-
-    s = max_side / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return (cv2.resize(ir, size, interpolation=cv2.INTER_AREA), cv2.resize(vi, size, interpolation=cv2.INTER_AREA),
-            size[0] / w)
-
-
 def _thermal_msg(ir: np.ndarray, header: Any, encoding: str):  # noqa: ANN202
     from .messages import array_to_image_msg
 
@@ -521,7 +510,7 @@ def make_bag(pairs: str | Path, out: str | Path, opts: MakeBagOptions | None = N
         it = tqdm(range(n), desc="make-bag", unit="pair", disable=not progress)
         for k in it:
             s = folder[k]
-            ir, vi, scale = _resize_pair(s.ir, s.vi, opts.max_side)
+            (ir, vi), scale = fit_max_side(opts.max_side, s.ir, s.vi)
             height, width = ir.shape[:2]
             nominal = opts.start_ns + round(k * period_ns)
             stamps = {st: nominal + round(jit[k, i] * 1e6) for i, st in enumerate(streams)}

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..colour import luminance, rgb_to_ycbcr, ycbcr_to_rgb
+from ..colour import rgb_to_ycbcr, ycbcr_to_rgb
 from ..config import PipelineConfig, RuntimeConfig, TaskConfig
 from ..errors import UserError
-from ..imageops import to_uint8
+from ..imageops import fit_max_side, to_uint8
 from ..models import checkpoint
 from ..models.heads import GENERIC, MultiHeadFusion
 from ..paths import resolve
@@ -94,6 +94,11 @@ def _load_task_network(t: TaskConfig, device: str):  # noqa: ANN202
     return net.eval()
 
 
+def _source(p: _TaskPlan) -> str:
+    """Key of the fused image a task uses: its head, or its own RSC customization."""
+    return f"rsc:{p.cfg.name}" if p.rsc else p.head
+
+
 class Pipeline:
     """Runs configured tasks on synchronized pairs. Build with :meth:`from_config`."""
 
@@ -161,12 +166,7 @@ class Pipeline:
                 raise PairSizeMismatch(f"thermal {ir.shape[1]}x{ir.shape[0]} and RGB {rgb.shape[1]}x{rgb.shape[0]} "
                                        "differ (set pipeline.resize_mismatched to resize RGB to the thermal size)")
             rgb = cv2.resize(rgb, (ir.shape[1], ir.shape[0]), interpolation=cv2.INTER_LINEAR)
-        h, w = ir.shape
-        if pc.max_side and max(h, w) > pc.max_side:
-            s = pc.max_side / max(h, w)
-            size = (max(1, round(w * s)), max(1, round(h * s)))
-            ir = cv2.resize(ir, size, interpolation=cv2.INTER_AREA)
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        (ir, rgb), _ = fit_max_side(pc.max_side, ir, rgb)
         return ir.astype(np.float32, copy=False), rgb.astype(np.float32, copy=False)
 
     def run(self, pair: Pair) -> Result:
@@ -182,29 +182,32 @@ class Pipeline:
         timings = {"preprocess": (time.perf_counter() - t_start) * 1e3}
         ys, bt = self.backend.run(ir[None, None], y[None, None])
         timings.update(bt)
+        # Fused Y per source: a shared head serves every task mapped to it, so its colour image is made once.
         fused_y: dict[str, np.ndarray] = {}
         for p in self.plans:
             if p.rsc:
                 t = time.perf_counter()
-                fused_y[p.cfg.name] = self.rsc.fuse_numpy(ir, y, p.cfg.name)
+                fused_y[f"rsc:{p.cfg.name}"] = self.rsc.fuse_numpy(ir, y, p.cfg.name)
                 timings[f"rsc:{p.cfg.name}"] = (time.perf_counter() - t) * 1e3
             else:
-                fused_y[p.cfg.name] = ys[p.head][0, 0]
+                fused_y[p.head] = ys[p.head][0, 0]
         outputs: dict[str, TaskOutput] = {}
         t = time.perf_counter()
         colour: dict[str, np.ndarray] = {}
-        for name, fy in fused_y.items():
+        for source, fy in fused_y.items():
             if not np.isfinite(fy).all():
-                raise FloatingPointError(f"task '{name}': fused image contains NaN/inf")
+                users = [p.cfg.name for p in self.plans if _source(p) == source]
+                raise FloatingPointError(f"task(s) {users}: fused image contains NaN/inf")
             c = ycc.copy()
             c[..., 0] = fy
-            colour[name] = to_uint8(ycbcr_to_rgb(c))
+            colour[source] = to_uint8(ycbcr_to_rgb(c))
         timings["postprocess"] = (time.perf_counter() - t) * 1e3
         for p in self.plans:
-            out = TaskOutput(fused_rgb=colour[p.cfg.name])
+            image = colour[_source(p)]
+            out = TaskOutput(fused_rgb=image)
             if p.network is not None:
                 t = time.perf_counter()
-                pred = p.network.predict(colour[p.cfg.name])[0]
+                pred = p.network.predict(image)[0]
                 if p.cfg.kind == "detection":
                     out.detections = pred
                 else:
@@ -214,14 +217,3 @@ class Pipeline:
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         return outputs, timings
 
-
-def fuse_pair_arrays(graph: MultiHeadFusion, ir: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """Convenience: generic fused colour image (uint8 RGB) from float arrays, eager torch."""
-    import torch
-
-    y = luminance(rgb)
-    with torch.inference_mode():
-        fy = graph(torch.from_numpy(ir[None, None].astype(np.float32)), torch.from_numpy(y[None, None]))[0]
-    ycc = rgb_to_ycbcr(rgb)
-    ycc[..., 0] = fy[0, 0].numpy()
-    return to_uint8(ycbcr_to_rgb(ycc))

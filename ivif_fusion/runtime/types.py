@@ -71,7 +71,7 @@ class Detection:
 
 @dataclass
 class TaskOutput:
-    fused_rgb: np.ndarray                      # (H, W, 3) uint8 RGB
+    fused_rgb: np.ndarray                      # (H, W, 3) uint8 RGB; shared by tasks using the same head: read-only
     detections: list[Detection] | None = None
     mask: np.ndarray | None = None             # (H, W) uint8 class ids
 

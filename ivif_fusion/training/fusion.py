@@ -26,6 +26,7 @@ from .. import __version__
 from ..colour import luminance
 from ..config import TrainFusionConfig, to_dict
 from ..data.paired import PairedFolder
+from ..imageops import fit_max_side
 from ..data.splits import training_names
 from ..losses import fusion_loss, fusion_loss_terms
 from ..models import checkpoint
@@ -35,7 +36,6 @@ from ..paths import require_data_root, resolve
 
 def load_training_images(cfg: TrainFusionConfig, progress: bool = True) -> tuple[list[np.ndarray], list[str]]:
     """All training pairs as (2, H, W) uint8 arrays [IR, Y], and their 'dataset/name' ids."""
-    import cv2
     from tqdm import tqdm
 
     root = require_data_root(cfg.data_root or None)
@@ -50,12 +50,7 @@ def load_training_images(cfg: TrainFusionConfig, progress: bool = True) -> tuple
     for folder, ds, n in tqdm(items, desc="loading pairs", disable=not progress, unit="pair"):
         s = folder.load(n)
         ir, y = s.ir, luminance(s.vi)
-        h, w = ir.shape
-        if cfg.max_side and max(h, w) > cfg.max_side:
-            scale = cfg.max_side / max(h, w)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            ir = cv2.resize(ir, size, interpolation=cv2.INTER_AREA)
-            y = cv2.resize(y, size, interpolation=cv2.INTER_AREA)
+        (ir, y), _ = fit_max_side(cfg.max_side, ir, y)
         images.append(np.clip(np.rint(np.stack([ir, y]) * 255), 0, 255).astype(np.uint8))
         ids.append(f"{ds}/{n}")
     return images, ids
