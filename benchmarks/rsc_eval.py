@@ -9,7 +9,12 @@ fused Y with the visible CbCr, quantised to uint8 as published. The same detecto
 (score threshold ``--score`` so that the PR curve is complete). Fusion metrics (Qabf, VIF, ...)
 are computed on the same uint8 images against IR and visible.
 
-Usage: ``python benchmarks/rsc_eval.py --rsc models/rsc_det_msrs.pt`` -> ``benchmarks/rsc_eval.json``/``.md``.
+``--dataset LLVIP`` runs the same comparison on the 50 shared LLVIP night pairs (person boxes
+only, a dataset neither the detector nor RSC was trained on), downscaled to a long side of
+``--max-side`` (640, the backbone's training scale); mAP is then person AP.
+
+Usage: ``python benchmarks/rsc_eval.py --rsc models/rsc_det_msrs.pt`` -> ``benchmarks/rsc_eval.json``/``.md``;
+``python benchmarks/rsc_eval.py --dataset LLVIP --out benchmarks/rsc_eval_llvip``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ivif_fusion.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from ivif_fusion.data.labels import read_yolo, yolo_to_xyxy
 from ivif_fusion.data.paired import PairedFolder
 from ivif_fusion.data.splits import msrs_split
-from ivif_fusion.imageops import to_uint8
+from ivif_fusion.imageops import fit_max_side, to_uint8
 from ivif_fusion.metrics.fusion import fusion_metrics
 from ivif_fusion.models import checkpoint
 from ivif_fusion.models.rsc import load_customized, pool_descriptor
@@ -50,8 +55,11 @@ def main() -> int:
     ap.add_argument("--rsc", default="models/rsc_det_msrs.pt")
     ap.add_argument("--task", default="detection")
     ap.add_argument("--score", type=float, default=0.001, help="detector score threshold for mAP")
+    ap.add_argument("--dataset", default="MSRS", choices=("MSRS", "LLVIP"),
+                    help="MSRS (split by --split, boxes labels_det/fusion) or LLVIP (all 50 shared pairs, person boxes)")
     ap.add_argument("--split", default="eval", choices=("eval", "val"),
                     help="MSRS eval-20 (report) or the val range, frames 1400+ (model selection)")
+    ap.add_argument("--max-side", type=int, default=640, help="downscale pairs to this long side (LLVIP is 1280x1024)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(HERE / "rsc_eval"))
     args = ap.parse_args()
@@ -61,18 +69,23 @@ def main() -> int:
     model = load_customized(resolve(args.rsc), vfn)
     det = load_task(resolve(args.detector))
     det.cfg.score_threshold = args.score
-    root = require_data_root() / "MSRS"
+    root = require_data_root() / args.dataset
     folder = PairedFolder(root, strict=False)
-    names = msrs_split(folder.names, args.split)
+    if args.dataset == "MSRS":
+        names, label_dir = msrs_split(folder.names, args.split), root / "labels_det" / "fusion"
+    else:
+        names, label_dir = list(folder.names), root / "labels_det"
     variants = ("ir", "visible", "generic", "rsc_closed_loop", "rsc_mean_descriptor")
     images: dict[str, list[np.ndarray]] = {v: [] for v in variants}
     targets, metrics = [], {v: [] for v in variants}
     for n in names:
         s = folder.load(n)
-        h, w = s.ir.shape
-        targets.append(yolo_to_xyxy(read_yolo(root / "labels_det" / "fusion" / (Path(n).stem + ".txt")), w, h))
-        ycc = rgb_to_ycbcr(s.vi)
-        ir_t, y_t = torch.from_numpy(s.ir)[None, None], torch.from_numpy(ycc[..., 0].copy())[None, None]
+        (ir, vi), _ = fit_max_side(args.max_side, s.ir, s.vi)
+        h, w = ir.shape
+        # YOLO boxes are normalised, so they scale with the image
+        targets.append(yolo_to_xyxy(read_yolo(label_dir / (Path(n).stem + ".txt")), w, h))
+        ycc = rgb_to_ycbcr(vi)
+        ir_t, y_t = torch.from_numpy(np.ascontiguousarray(ir))[None, None], torch.from_numpy(ycc[..., 0].copy())[None, None]
         with torch.inference_mode():
             f_ir, f_vi = model.encode(ir_t, y_t)
             gy = model.fuse_decode(f_ir, f_vi)[0, 0].numpy()
@@ -80,12 +93,12 @@ def main() -> int:
             desc = pool_descriptor(det.features(torch.from_numpy(generic).permute(2, 0, 1)[None].float() / 255))
             ry = model.fuse_decode(*model.customize(f_ir, f_vi, args.task, desc))[0, 0].numpy()
             my = model.fuse_decode(*model.customize(f_ir, f_vi, args.task, None))[0, 0].numpy()
-        imgs = {"ir": to_uint8(np.repeat(s.ir[..., None], 3, 2)), "visible": to_uint8(s.vi), "generic": generic,
+        imgs = {"ir": to_uint8(np.repeat(ir[..., None], 3, 2)), "visible": to_uint8(vi), "generic": generic,
                 "rsc_closed_loop": colour(ry, ycc), "rsc_mean_descriptor": colour(my, ycc)}
         for v in variants:
             images[v].append(imgs[v])
             if v in ("generic", "rsc_closed_loop", "rsc_mean_descriptor"):
-                metrics[v].append(fusion_metrics(s.ir, s.vi, imgs[v]))
+                metrics[v].append(fusion_metrics(ir, vi, imgs[v]))
     rows = {}
     for v in variants:
         r = det.evaluate(images[v], targets)
@@ -97,13 +110,18 @@ def main() -> int:
     g = rows["generic"]
     rel = {v: {k: round(100 * (rows[v][k] - g[k]) / g[k], 2) for k in ("Qabf", "VIF")}
            for v in ("rsc_closed_loop", "rsc_mean_descriptor")}
-    res = {"split": "MSRS eval-20" if args.split == "eval" else "MSRS val (frames 1400+)", "pairs": len(names), "labels": "labels_det/fusion", "score_threshold": args.score,
+    split = ("MSRS eval-20" if args.split == "eval" else "MSRS val (frames 1400+)") if args.dataset == "MSRS" \
+        else f"LLVIP ({len(names)} shared night pairs, never trained on)"
+    res = {"split": split, "pairs": len(names), "boxes": int(sum(len(t) for t in targets)),
+           "labels": str(label_dir.relative_to(root.parent)), "max_side": args.max_side, "score_threshold": args.score,
            "weights": {"backbone": args.backbone, "detector": args.detector, "rsc": args.rsc},
            "rsc_training": {k: checkpoint.load(resolve(args.rsc))["meta"].get(k) for k in ("steps", "seconds")},
            "results": rows, "fusion_change_vs_generic_percent": rel, "seconds": round(time.time() - t0, 1)}
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    lines = ["| images | mAP50 | mAP50-95 | AP50 person | AP50 car | AP50 bicycle | Qabf | VIF | SSIM | EN |",
+    lines = [f"{split}: {len(names)} pairs, {res['boxes']} boxes ({res['labels']}), long side <= {args.max_side}, "
+             f"score threshold {args.score}; detector {args.detector}, RSC {args.rsc}", "",
+             "| images | mAP50 | mAP50-95 | AP50 person | AP50 car | AP50 bicycle | Qabf | VIF | SSIM | EN |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for v in variants:
         r = rows[v]
