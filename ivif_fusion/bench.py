@@ -341,6 +341,14 @@ def summarize(result: dict) -> dict:
     return out
 
 
+def load_note(machine: dict) -> str:
+    """How far to trust absolute times: the 1-minute load at start against the usable CPUs."""
+    load = (machine.get("loadavg_start") or [0.0])[0]
+    if load > 0.75 * max(1, machine.get("usable_cpus") or 1):
+        return "other jobs shared these CPUs, so absolute times are inflated; ratios come from interleaved runs."
+    return "a quiet machine (the benchmark's own threads are the load); ratios come from interleaved runs."
+
+
 def to_markdown(result: dict) -> str:
     m = result["machine"]
     o = result["options"]
@@ -350,7 +358,7 @@ def to_markdown(result: dict) -> str:
              f"{o['width']}x{o['height']}, {o['threads']} threads, {o['warmup']} warm-up + {o['frames']} timed frames; "
              "times in ms as **median / p90**.", "",
              f"Load average (1/5/15 min) at start {m['loadavg_start']}, at end {m.get('loadavg_end')}: "
-             "other jobs shared these CPUs, so absolute times are inflated; ratios come from interleaved runs."]
+             + load_note(m)]
     s = result.get("summary", {})
     lines += ["", "## Must-show ratios", "", "| quantity | measured | target |", "|---|---|---|"]
     if "ort_backbone_over_torch" in s:

@@ -47,3 +47,10 @@ def test_bench_bad_size_is_a_user_error(capsys) -> None:  # noqa: ANN001
 
     assert main(["bench", "fusion", "--size", "640"]) == 1
     assert "ERROR: --size expects WxH" in capsys.readouterr().err
+
+
+def test_load_note_tells_quiet_from_shared_machines():
+    from ivif_fusion.bench import load_note
+
+    assert "quiet" in load_note({"loadavg_start": [0.6, 0.9, 0.7], "usable_cpus": 2})
+    assert "inflated" in load_note({"loadavg_start": [3.8, 3.7, 4.0], "usable_cpus": 2})
