@@ -127,8 +127,10 @@ def main() -> int:
         r = rows[v]
         ap50 = r["AP50"]
         fm = [f"{r[k]:.4f}" if k in r else "-" for k in ("Qabf", "VIF", "SSIM", "EN")]
-        lines.append(f"| {v} | {r['mAP50']:.2f} | {r['mAP50-95']:.2f} | {ap50.get('person', float('nan')):.2f} | "
-                     f"{ap50.get('car', float('nan')):.2f} | {ap50.get('bicycle', float('nan')):.2f} | " + " | ".join(fm) + " |")
+        ap = [ap50.get(c, float("nan")) for c in ("person", "car", "bicycle")]
+        ap_txt = ["-" if not np.isfinite(a) else f"{a:.2f}" for a in ap]  # '-': no ground truth of the class
+        lines.append(f"| {v} | {r['mAP50']:.2f} | {r['mAP50-95']:.2f} | " + " | ".join(ap_txt) + " | "
+                     + " | ".join(fm) + " |")
     lines += ["", f"Qabf / VIF change vs generic (%): {json.dumps(rel)}", ""]
     out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -24,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="models/vfn_msrs.pt",
                    help="generic fusion backbone; when missing, pixel-max fusion is used and labelled as such")
     p.add_argument("--input", action="append", type=_name_path, default=[], metavar="NAME=CKPT",
-                   help="extra input column from a checkpoint, e.g. rsc=models/rsc_msrs.pt (repeatable; default: "
-                        "'task-customized (RSC)' from models/rsc_msrs.pt when it and the backbone exist)")
+                   help="extra input column from a checkpoint, e.g. rsc=models/rsc_det_msrs.pt (repeatable; default: "
+                        "'task-customized (RSC)' from models/rsc_det_msrs.pt when it and the backbone exist)")
     p.add_argument("--split", default="eval", choices=("eval", "val"),
                    help="MSRS split: the 20 held-out pairs (eval-20) or the validation range")
     p.add_argument("--label-set", default="fusion", choices=("fusion", "infrared", "visible"),
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         backbone = None
     inputs = standard_inputs(backbone)
     extra = list(args.input)
-    if not extra and backbone is not None and resolve("models/rsc_msrs.pt").is_file():
-        extra = [("task-customized (RSC)", "models/rsc_msrs.pt")]
+    if not extra and backbone is not None and resolve("models/rsc_det_msrs.pt").is_file():
+        extra = [("task-customized (RSC)", "models/rsc_det_msrs.pt")]
     for name, path in extra:
         inputs[name] = input_from_checkpoint(resolve(path), backbone)
     # the shared data has boxes only: detection tasks get MSRS boxes, other tasks are reported as skipped

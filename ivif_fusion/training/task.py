@@ -349,7 +349,9 @@ def model_card(path: str | Path, shipped_as: str = "models/yolo_det_msrs.pt") ->
         f"Defaults: score threshold {cfg['score_threshold']}, NMS IoU {cfg['iou_threshold']}, max {cfg['max_det']} boxes.",
         f"- Training images: `{tc.get('fusion')}` fusion"
         + (" (pixel-wise max of IR and visible Y, recombined with the visible CbCr; the VFN backbone did not exist "
-           "yet when this model was trained)" if tc.get("fusion") == "max" else "") + ".",
+           "yet when this model was trained)" if tc.get("fusion") == "max" else "")
+        + (f" (generic fusion by `{tc.get('fusion_weights')}`, Y recombined with the visible CbCr: what the "
+           "pipeline feeds the detector)" if tc.get("fusion") == "vfn" else "") + ".",
         f"- Data: {', '.join(tc.get('datasets', []))}; boxes `labels_det/{tc.get('label_set')}`. "
         + "; ".join(f"{ds}: {v.get('train')} train pairs (frames 131-1399), {v.get('val')} val pairs (frames 1400+, "
                     "best epoch selection)" if ds == "MSRS" else f"{ds}: {v.get('train')} train pairs"
@@ -360,7 +362,7 @@ def model_card(path: str | Path, shipped_as: str = "models/yolo_det_msrs.pt") ->
         f"epochs), seed {tc.get('seed')}, deterministic, workers 0, {tc.get('threads')} threads, device {tc.get('device')}; "
         f"ultralytics {meta.get('ultralytics_version')}.",
         f"- Time: {meta.get('train_seconds', 0) / 60:.1f} min wall for training (+{meta.get('prepare_seconds', 0):.0f} s "
-        "fusing and caching the images) on 2 CPU cores shared with other jobs"
+        "fusing and caching the images) on 2 CPU cores"
         + (f"; {meta['cpu_seconds'] / 60:.1f} CPU-minutes for the whole command" if meta.get("cpu_seconds") else "")
         + ".",
         f"- Command: `{meta.get('command')}` (config `config/train_task_detection.yaml`), then "
