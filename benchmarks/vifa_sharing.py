@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ivif_fusion.bench import load_note  # noqa: E402 - after the path setup
+
 
 def _pipeline(weights: Path, tasks: list[str], threads: int):  # noqa: ANN202
     from ivif_fusion.config import load_runtime
@@ -113,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# VIFA sharing benchmark (Pipeline, torch, 640x480, "
              f"{args.threads} threads, {args.frames} frames round-robin)", "",
              f"Machine: {info['cpu_model']}, {info['usable_cpus']} usable CPUs, torch {info['torch']}; "
-             f"load average {info['loadavg_start']} -> {info['loadavg_end']} (other jobs were running: "
-             "absolute times are inflated alike for all configurations, ratios are the result).", "",
+             f"load average {info['loadavg_start']} -> {info['loadavg_end']}: {load_note(info)}", "",
              "| configuration | median ms/pair | p90 ms |", "|---|---|---|"]
     for k, v in res.items():
         lines.append(f"| {k} | {v['median']:.1f} | {v['p90']:.1f} |")
