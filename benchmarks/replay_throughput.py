@@ -145,7 +145,7 @@ def main() -> int:
              f"(640x480, sqlite3); weights: {weights_note}; detection: "
              f"{result['detection_model'] or 'not run (models/yolo_det_msrs.pt absent)'}. Target: >= {TARGET} pairs/s.",
              "", "*pairs/s* is fused pairs over the wall time of the replay loop (read, decode, pair, pipeline, "
-                 "write the output bag). The machine is shared: the 1-min load average is shown, and *idle est.* "
+                 "write the output bag). Other jobs may share the machine: the 1-min load average is shown, and *idle est.* "
                  "divides the pairs by the process CPU seconds per thread (setup included), an optimistic "
                  "estimate for an otherwise idle machine.",
              "", "| max_side | processed size | backend | tasks | pairs | pairs/s | idle est. pairs/s | "

@@ -396,3 +396,13 @@ def test_eval_tasks_cli_reports_a_missing_checkpoint(tmp_path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert "none.pt not found" in err and "ivif train task" in err
     assert not (tmp_path / "r.md").exists()
+
+
+def test_eval_tasks_default_rsc_column_names_the_shipped_checkpoint() -> None:
+    """The default task-customized column must point at a file that is shipped (it once named a missing one)."""
+    from ivif_fusion.cli.eval_tasks import SHIPPED_RSC
+    from ivif_fusion.models import checkpoint
+    from ivif_fusion.paths import resolve
+
+    assert resolve(SHIPPED_RSC).is_file(), SHIPPED_RSC
+    assert checkpoint.load(resolve(SHIPPED_RSC)).get("kind") == "rsc"

@@ -9,6 +9,7 @@ import numpy as np
 
 COMMAND = ("eval", "tasks")
 HELP = "task metric (mAP / mIoU) and fusion metrics of each task network on single-modality and fused inputs"
+SHIPPED_RSC = "models/rsc_det_msrs.pt"  # the default task-customized column
 
 
 def _name_path(s: str) -> tuple[str, str]:
@@ -24,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="models/vfn_msrs.pt",
                    help="generic fusion backbone; when missing, pixel-max fusion is used and labelled as such")
     p.add_argument("--input", action="append", type=_name_path, default=[], metavar="NAME=CKPT",
-                   help="extra input column from a checkpoint, e.g. rsc=models/rsc_det_msrs.pt (repeatable; default: "
-                        "'task-customized (RSC)' from models/rsc_det_msrs.pt when it and the backbone exist)")
+                   help=f"extra input column from a checkpoint, e.g. rsc={SHIPPED_RSC} (repeatable; default: "
+                        f"'task-customized (RSC)' from {SHIPPED_RSC} when it and the backbone exist)")
     p.add_argument("--split", default="eval", choices=("eval", "val"),
                    help="MSRS split: the 20 held-out pairs (eval-20) or the validation range")
     p.add_argument("--label-set", default="fusion", choices=("fusion", "infrared", "visible"),
@@ -65,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
         backbone = None
     inputs = standard_inputs(backbone)
     extra = list(args.input)
-    if not extra and backbone is not None and resolve("models/rsc_det_msrs.pt").is_file():
-        extra = [("task-customized (RSC)", "models/rsc_det_msrs.pt")]
+    if not extra and backbone is not None and resolve(SHIPPED_RSC).is_file():
+        extra = [("task-customized (RSC)", SHIPPED_RSC)]
     for name, path in extra:
         inputs[name] = input_from_checkpoint(resolve(path), backbone)
     # the shared data has boxes only: detection tasks get MSRS boxes, other tasks are reported as skipped
