@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ivif_fusion.colour import rgb_to_ycbcr, ycbcr_to_rgb
+from ivif_fusion.colour import recombine, rgb_to_ycbcr
 from ivif_fusion.data.labels import read_yolo, yolo_to_xyxy
 from ivif_fusion.data.paired import PairedFolder
 from ivif_fusion.data.splits import msrs_split
 from ivif_fusion.imageops import fit_max_side, to_uint8
+from ivif_fusion.metrics.detection import coco_map, paired_bootstrap
 from ivif_fusion.metrics.fusion import fusion_metrics
 from ivif_fusion.models import checkpoint
 from ivif_fusion.models.rsc import load_customized, pool_descriptor
@@ -42,10 +43,9 @@ HERE = Path(__file__).resolve().parent
 FUSION_KEYS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "Nabf")
 
 
-def colour(fy: np.ndarray, ycc: np.ndarray) -> np.ndarray:
-    c = ycc.copy()
-    c[..., 0] = fy
-    return to_uint8(ycbcr_to_rgb(c))
+def colour(fy: np.ndarray, vi: np.ndarray) -> np.ndarray:
+    """Fused Y with the visible colour, quantised to uint8 as a published image would be."""
+    return to_uint8(recombine(fy, vi))
 
 
 def main() -> int:
@@ -61,6 +61,7 @@ def main() -> int:
                     help="MSRS eval-20 (report) or the val range, frames 1400+ (model selection)")
     ap.add_argument("--max-side", type=int, default=640, help="downscale pairs to this long side (LLVIP is 1280x1024)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resamples", type=int, default=500, help="paired bootstrap resamples of the mAP50 difference")
     ap.add_argument("--out", default=str(HERE / "rsc_eval"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -89,24 +90,30 @@ def main() -> int:
         with torch.inference_mode():
             f_ir, f_vi = model.encode(ir_t, y_t)
             gy = model.fuse_decode(f_ir, f_vi)[0, 0].numpy()
-            generic = colour(gy, ycc)
+            generic = colour(gy, vi)
             desc = pool_descriptor(det.features(torch.from_numpy(generic).permute(2, 0, 1)[None].float() / 255))
             ry = model.fuse_decode(*model.customize(f_ir, f_vi, args.task, desc))[0, 0].numpy()
             my = model.fuse_decode(*model.customize(f_ir, f_vi, args.task, None))[0, 0].numpy()
         imgs = {"ir": to_uint8(np.repeat(ir[..., None], 3, 2)), "visible": to_uint8(vi), "generic": generic,
-                "rsc_closed_loop": colour(ry, ycc), "rsc_mean_descriptor": colour(my, ycc)}
+                "rsc_closed_loop": colour(ry, vi), "rsc_mean_descriptor": colour(my, vi)}
         for v in variants:
             images[v].append(imgs[v])
             if v in ("generic", "rsc_closed_loop", "rsc_mean_descriptor"):
                 metrics[v].append(fusion_metrics(ir, vi, imgs[v]))
-    rows = {}
+    rows, preds = {}, {}
     for v in variants:
-        r = det.evaluate(images[v], targets)
+        preds[v] = [det.predict(im)[0] for im in images[v]]
+        r = coco_map(targets, preds[v], det.classes)
         row = {"mAP50": round(100 * r["mAP50"], 2), "mAP50-95": round(100 * r["mAP50-95"], 2),
                "AP50": {k: round(100 * x, 2) for k, x in r["AP50"].items()}}
         if metrics[v]:
             row.update({k: round(float(np.nanmean([m[k] for m in metrics[v]])), 4) for k in FUSION_KEYS})
         rows[v] = row
+    # the spread of the difference: paired image bootstrap (metrics.detection.paired_bootstrap)
+    boot = {v: {k: round(100 * x, 2) if k != "resamples" and k != "p_b_not_better" else x
+                for k, x in paired_bootstrap(targets, preds["generic"], preds[v], det.classes,
+                                             resamples=args.resamples, seed=0).items()}
+            for v in ("rsc_closed_loop", "rsc_mean_descriptor")}
     g = rows["generic"]
     rel = {v: {k: round(100 * (rows[v][k] - g[k]) / g[k], 2) for k in ("Qabf", "VIF")}
            for v in ("rsc_closed_loop", "rsc_mean_descriptor")}
@@ -116,7 +123,8 @@ def main() -> int:
            "labels": str(label_dir.relative_to(root.parent)), "max_side": args.max_side, "score_threshold": args.score,
            "weights": {"backbone": args.backbone, "detector": args.detector, "rsc": args.rsc},
            "rsc_training": {k: checkpoint.load(resolve(args.rsc))["meta"].get(k) for k in ("steps", "seconds")},
-           "results": rows, "fusion_change_vs_generic_percent": rel, "seconds": round(time.time() - t0, 1)}
+           "results": rows, "fusion_change_vs_generic_percent": rel,
+           "mAP50_difference_vs_generic_bootstrap": boot, "seconds": round(time.time() - t0, 1)}
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
     lines = [f"{split}: {len(names)} pairs, {res['boxes']} boxes ({res['labels']}), long side <= {args.max_side}, "
@@ -131,7 +139,12 @@ def main() -> int:
         ap_txt = ["-" if not np.isfinite(a) else f"{a:.2f}" for a in ap]  # '-': no ground truth of the class
         lines.append(f"| {v} | {r['mAP50']:.2f} | {r['mAP50-95']:.2f} | " + " | ".join(ap_txt) + " | "
                      + " | ".join(fm) + " |")
-    lines += ["", f"Qabf / VIF change vs generic (%): {json.dumps(rel)}", ""]
+    lines += ["", f"Qabf / VIF change vs generic (%): {json.dumps(rel)}", "",
+              f"mAP50 difference vs generic, paired image bootstrap ({args.resamples} resamples; delta and 95 % "
+              "interval in points, p = share of resamples where the RSC is not better):", ""]
+    for v, b in boot.items():
+        lines.append(f"- {v}: {b['delta']:+.2f} [{b['low']:+.2f}, {b['high']:+.2f}], p = {b['p_b_not_better']:.3f}")
+    lines.append("")
     out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

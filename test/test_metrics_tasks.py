@@ -137,3 +137,24 @@ def test_confusion_bad_inputs_raise():
         confusion_matrix(np.zeros(2, dtype=int), np.array([0, 5]), 2)
     with pytest.raises(ValueError, match="prediction has class id 7"):
         confusion_matrix(np.array([0, 7]), np.zeros(2, dtype=int), 2)
+
+
+def test_paired_bootstrap_of_map_difference():
+    from ivif_fusion.metrics.detection import paired_bootstrap
+
+    names = ["person", "car"]
+    gt = [np.array([[0, 10, 10, 50, 90]]), np.array([[1, 100, 100, 200, 160]]), np.array([[0, 5, 5, 30, 60]])]
+    perfect = [np.c_[g, np.ones(len(g))] for g in gt]
+    nothing = [np.zeros((0, 6)) for _ in gt]
+    same = paired_bootstrap(gt, perfect, perfect, names, resamples=50)
+    assert same == {"delta": 0.0, "low": 0.0, "high": 0.0, "p_b_not_better": 1.0, "resamples": 50}
+    better = paired_bootstrap(gt, nothing, perfect, names, resamples=50, seed=1)
+    # every resample holds some ground truth, all found by B and none by A: +1 in each
+    assert better["delta"] == 1.0 and better["low"] == 1.0 and better["p_b_not_better"] == 0.0
+    # one miss in B: the observed difference is exact, the interval brackets it, and it is seeded
+    half = [perfect[0], nothing[1], perfect[2]]
+    r = paired_bootstrap(gt, nothing, half, names, resamples=200, seed=2)
+    assert r["delta"] == pytest.approx(0.5)  # person AP 1.0, car AP 0.0
+    assert r["low"] <= 0.5 <= r["high"] and r == paired_bootstrap(gt, nothing, half, names, resamples=200, seed=2)
+    with pytest.raises(ValueError, match="prediction lists"):
+        paired_bootstrap(gt, nothing[:2], perfect, names)
