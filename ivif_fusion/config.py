@@ -180,6 +180,9 @@ class TrainTaskConfig:
     close_mosaic: int = param(5, "Last epochs without mosaic.", min=0)
     score_threshold: float = param(0.25, "Score threshold stored in the checkpoint for predict().", min=0.0, max=1.0)
     iou_threshold: float = param(0.45, "NMS IoU threshold stored in the checkpoint.", min=0.0, max=1.0)
+    holdout_fold: str = param("", "Cross-fitting: 'k/n' leaves fold k of n (data.splits.cross_fit_fold) out of "
+                                  "the training pairs, so that an RSC can learn from this network's loss on "
+                                  "images it never saw (empty: train on all).")
     seed: int = param(0, "Seed of initialisation and augmentation.")
     threads: int = param(2, "Torch CPU threads.", min=1)
     device: str = param("cpu", "Torch device ('cpu', 'cuda', '0').")
@@ -195,7 +198,9 @@ class TrainRSCConfig:
     dataset: str = param("MSRS", "Labelled paired folder (MSRS: train frame range only).")
     label_set: str = param("fusion", "MSRS box set (labels_det/<set>).", choices=("fusion", "infrared", "visible"))
     backbone: str = param("models/vfn_msrs.pt", "Frozen VFN backbone checkpoint.")
-    tasks: list = param(help="Tasks to customize for: mappings {name, weights} (task network checkpoints).",
+    tasks: list = param(help="Tasks to customize for: mappings {name, weights} (task network checkpoints), "
+                             "optionally cross_fit: [one network per fold, trained with holdout_fold k/n]; then "
+                             "the loss on fold-k pairs comes from network k (docs/rsc.md, cross-fitting).",
                         factory=lambda: [{"name": "detection", "weights": "models/yolo_det_msrs.pt"}])
     descriptor: str = param("features", "Task descriptor: pooled task-network features of the generic fused image, "
                                         "or learned per-task embeddings only.", choices=("features", "embedding"))
@@ -209,6 +214,9 @@ class TrainRSCConfig:
     reference: str = param("generic", "L_ref: task loss of the generic fused image on the same batch, or the "
                                       "previous step's task loss.", choices=("generic", "previous"))
     w_fid: float = param(1.0, "Weight of the fusion-fidelity term (the stage-1 fusion loss).", min=0.0)
+    w_vif: float = param(0.0, "Weight of the VIF guard w_vif * ReLU(relative VIF drop vs the generic image - "
+                              "vif_budget) (0 = off).", min=0.0)
+    vif_budget: float = param(0.03, "Relative VIF drop the guard allows for free (0.03 = 3 %).", min=0.0, max=1.0)
     cagrad_c: float = param(0.5, "CAGrad c (0 = average of the task gradients).", min=0.0)
     cagrad_rescale: bool = param(True, "Divide the CAGrad update by 1 + c^2 (reference implementation default).")
     num_bases: int = param(16, "Size of the shared basis bank.", min=1)

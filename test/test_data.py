@@ -116,3 +116,18 @@ def test_fit_max_side_scales_the_long_side_and_keeps_small_images():
     assert a3 is a and s == 1.0
     (a4,), s = fit_max_side(640, a)
     assert a4 is a and s == 1.0
+
+
+def test_cross_fit_folds_are_blocks_of_frames():
+    import zlib
+
+    from ivif_fusion.data.splits import cross_fit_fold, parse_fold
+
+    # blocks of 100 frame numbers, interleaved: frames 131..199 -> block 1, 200..299 -> block 2, ...
+    assert [cross_fit_fold(n, 2) for n in ("00131D", "00199N", "00200D", "00299N", "00300D")] == [1, 1, 0, 0, 1]
+    assert [cross_fit_fold(n, 3) for n in ("00131D", "00200D", "00300D", "00400D")] == [1, 2, 0, 1]
+    assert cross_fit_fold("road_a.png", 2) == zlib.crc32(b"road_a.png") % 2
+    assert parse_fold("1/2") == (1, 2) and parse_fold(" 0 / 3 ") == (0, 3)
+    for bad in ("2/2", "0/1", "a/b", "1"):
+        with pytest.raises(ValueError, match="k/n"):
+            parse_fold(bad)

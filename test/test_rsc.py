@@ -1,5 +1,6 @@
 """RSC: identity at init, the three fixes (determinism, gradients, batched cost), checkpoints."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -347,3 +348,81 @@ def test_training_through_the_real_yolo_adapter(tmp_path):
     for name, p in rsc.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert not any(p.grad is not None for p in det.model.parameters())
+
+
+def test_vif_torch_matches_the_reported_metric_and_has_gradient():
+    import numpy as np
+
+    from ivif_fusion.losses import fusion_vif_t, vif_guard, vif_pair_t
+    from ivif_fusion.metrics.fusion import vif, vif_pair
+
+    rng = np.random.default_rng(3)
+    ref = rng.uniform(0, 255, (64, 72))
+    dist = np.clip(0.7 * ref + rng.normal(0, 20, ref.shape), 0, 255)
+    t = lambda a: torch.from_numpy(a)[None, None]  # noqa: E731
+    assert vif_pair_t(t(ref), t(dist)).item() == pytest.approx(vif_pair(ref, dist), rel=1e-9)
+    assert vif_pair_t(t(ref), t(ref)).item() == pytest.approx(1.0, rel=1e-9)
+    ir, y = rng.uniform(0, 1, (64, 64)), rng.uniform(0, 1, (64, 64))
+    f = 0.5 * (ir + y)
+    got = fusion_vif_t(t(f), t(ir), t(y)).item()
+    assert got == pytest.approx(vif(ir * 255, y * 255, f * 255), rel=1e-9)
+    # the guard: zero inside the budget, the excess beyond it, gradient only when over budget
+    gen = t(f).float()
+    same, drop = vif_guard(gen.clone().requires_grad_(True), gen, t(ir).float(), t(y).float(), budget=0.03)
+    assert same.item() == 0.0 and abs(drop.item()) < 1e-5
+    noise = torch.from_numpy(rng.normal(0, 0.1, gen.shape)).float()
+    worse = (gen + noise).requires_grad_(True)  # added noise: VIF falls far beyond 3 %
+    pen, drop = vif_guard(worse, gen, t(ir).float(), t(y).float(), budget=0.03)
+    assert pen.item() == pytest.approx(drop.item() - 0.03, rel=1e-5) and drop.item() > 0.1
+    pen.backward()
+    assert worse.grad.abs().sum() > 0
+
+
+class _Judge(TinyDetector):
+    """A fold network that records the box classes of every batch it scores."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def loss(self, images, targets):
+        self.seen.append({int(c) for t in targets for c in np.asarray(t)[:, 0]})
+        return super().loss(images, targets)
+
+
+def test_cross_fitting_judges_each_fold_with_the_network_that_never_saw_it(tmp_path, monkeypatch):
+    import numpy as np
+
+    import ivif_fusion.tasks as tasks_mod
+    from ivif_fusion.config import TrainRSCConfig, load
+    from ivif_fusion.training.rsc import LabelledPair, RSCTrainingError, train
+
+    judges, paths = {}, []
+    for k in range(2):
+        p = tmp_path / f"fold{k}.pt"
+        checkpoint.save(p, "detector", {}, {}, {"train_config": {"holdout_fold": f"{k}/2"}})
+        judges[str(p)] = _Judge()
+        paths.append(str(p))
+    monkeypatch.setattr(tasks_mod, "load_task", lambda path, device="cpu": judges[str(path)])
+    # frames 250 and 450 are fold 0 of 2 (blocks of 100 frames), 150 and 350 fold 1: their boxes say which
+    fold = {"00250N": 0, "00450N": 0, "00150N": 1, "00350N": 1}
+    rng = np.random.default_rng(0)
+    pairs = [LabelledPair(n, rng.integers(0, 256, (48, 64), dtype=np.uint8),
+                          rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
+                          np.array([[k, 8, 8, 24, 30]], np.float32)) for n, k in fold.items()]
+    base = {"steps": 4, "crop": 32, "batch_size": 2, "threads": 1, "lr": 0.01, "descriptor": "embedding"}
+    cfg = load(TrainRSCConfig, None, {**base, "out": str(tmp_path / "cf"),
+                                      "tasks": [{"name": "detection", "weights": "unused", "cross_fit": paths}]})
+    main = TinyDetector()
+    path = train(cfg, progress=False, backbone=VFN(VFNConfig(depth=1)), adapters={"detection": main}, pairs=pairs)
+    j0, j1 = judges[paths[0]], judges[paths[1]]
+    # steps 0 and 2 draw fold 0, steps 1 and 3 fold 1; each judge scores generic + customized per step
+    assert len(j0.seen) == 4 and len(j1.seen) == 4
+    assert set().union(*j0.seen) == {0} and set().union(*j1.seen) == {1}
+    assert checkpoint.load(path)["meta"]["cross_fit_folds"] == 2
+    # a network trained on another fold is refused
+    bad = {**base, "out": str(tmp_path / "bad"),
+           "tasks": [{"name": "detection", "weights": "unused", "cross_fit": paths[::-1]}]}
+    with pytest.raises(RSCTrainingError, match="holdout_fold '1/2', expected '0/2'"):
+        train(load(TrainRSCConfig, None, bad), progress=False, backbone=VFN(VFNConfig(depth=1)),
+              adapters={"detection": main}, pairs=pairs)

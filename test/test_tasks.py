@@ -382,6 +382,12 @@ def test_yolo_dataset_folder_respects_splits_and_maps_classes(tmp_path) -> None:
 
     img = cv2.imread(str(base / "images" / "train" / "MSRS_00300N.png"))
     assert img.shape == (48, 64, 3) and int(img[0, 0, 0]) == 120
+    # cross-fitting: holding out fold 1 of 2 drops frame 300 (block 3) from training, nothing from val
+    cfg3 = TrainTaskConfig(data_root=str(root), datasets=["MSRS"], fusion="max", holdout_fold="1/2",
+                           cache_dir=str(tmp_path / "c3"))
+    base3 = build_yolo_dataset(cfg3, ["person", "bicycle", "car"], progress=False).parent
+    assert sorted(p.stem for p in (base3 / "images" / "train").iterdir()) == ["MSRS_00200D"]
+    assert sorted(p.stem for p in (base3 / "images" / "val").iterdir()) == ["MSRS_01500D"]
     # LLVIP alone has no val range: its last 20 % of frames validate
     cfg2 = TrainTaskConfig(data_root=str(root), datasets=["LLVIP"], fusion="visible", cache_dir=str(tmp_path / "c2"))
     base2 = build_yolo_dataset(cfg2, ["person"], progress=False).parent

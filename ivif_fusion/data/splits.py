@@ -13,6 +13,7 @@ used for training here.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable
 
 MSRS_RANGES = {
@@ -48,3 +49,31 @@ def training_names(dataset: str, names: Iterable[str]) -> list[str]:
     if dataset.upper() == "MSRS":
         return msrs_split(names, "train")
     return sorted(names)
+
+
+#: Frames per cross-fitting block: neighbouring MSRS frames show the same scene, so folds are
+#: made of whole blocks of frame numbers (interleaved, so every fold covers the whole range).
+FOLD_BLOCK = 100
+
+
+def parse_fold(spec: str) -> tuple[int, int]:
+    """'k/n' -> (k, n) with 0 <= k < n, n >= 2 (a cross-fitting fold of n)."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(spec))
+    if not m or not (int(m.group(2)) >= 2 and int(m.group(1)) < int(m.group(2))):
+        raise ValueError(f"fold '{spec}' must be 'k/n' with 0 <= k < n and n >= 2, e.g. '0/2'")
+    return int(m.group(1)), int(m.group(2))
+
+
+def cross_fit_fold(name: str, folds: int) -> int:
+    """Fold (0..folds-1) of a pair for cross-fitting.
+
+    Names that start with a frame number (MSRS) go by blocks of :data:`FOLD_BLOCK` frames, so
+    near-duplicate neighbours share a fold; other names by a CRC32 of the name (stable across
+    runs and machines, unlike Python's hash).
+    """
+    if folds < 1:
+        raise ValueError(f"folds must be >= 1, got {folds}")
+    m = _FRAME.match(name)
+    if m:
+        return (int(m.group(1)) // FOLD_BLOCK) % folds
+    return zlib.crc32(name.encode()) % folds

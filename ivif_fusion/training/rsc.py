@@ -10,8 +10,15 @@ Per step, on a batch of full-resolution crops with their boxes:
    CbCr gives the colour image, and the frozen task network's loss is taken on it;
 3. each task's objective is ``L_t + alpha * ReLU(L_t - L_ref) + w_fid * fusion_loss``
    (:func:`ivif_fusion.losses.rsc_task_loss`; ``L_ref`` the generic image's task loss on the same
-   batch, or the previous step's loss);
+   batch, or the previous step's loss), plus, when ``w_vif > 0``, the VIF guard
+   ``w_vif * ReLU(VIF drop vs the generic image - vif_budget)`` (:func:`ivif_fusion.losses.vif_guard`);
 4. CAGrad (:mod:`ivif_fusion.mtl`) combines the per-task gradients of the RSC parameters; Adam steps.
+
+Cross-fitting (a task entry with ``cross_fit: [net_0, ..., net_{n-1}]``): step s draws its crops
+from fold ``s % n`` only (:func:`ivif_fusion.data.splits.cross_fit_fold`), and that fold's task
+loss and reference come from ``net_k``, a network of the same task trained without fold k
+(``ivif train task --set holdout_fold=k/n``). The descriptor still comes from ``weights``, the
+network the RSC serves at run time.
 
 Crops keep the images at their native resolution (what the backbone sees at deployment). The
 detector's input size is scaled with the crop (``imgsz * crop / full long side``) so that
@@ -39,8 +46,9 @@ import yaml
 from .. import __version__
 from ..colour import rgb_to_ycbcr, ycbcr_to_rgb_t
 from ..config import TrainRSCConfig, to_dict
+from ..data.splits import cross_fit_fold
 from ..errors import UserError
-from ..losses import rsc_task_loss
+from ..losses import rsc_task_loss, vif_guard
 from ..models import checkpoint
 from ..models.rsc import RSC, CustomizedFusion, pool_descriptor, save_rsc
 from ..mtl import CAGrad
@@ -159,6 +167,45 @@ def _task_imgsz(adapter: Any, crop: int, full_side: int) -> int | None:
     return max(32, int(round(crop * cfg.imgsz / full_side / 32)) * 32)
 
 
+def _load_cross_fit(cfg: TrainRSCConfig, task_names: list[str],
+                    sources: dict[str, str]) -> tuple[int | None, dict[str, list[Any]]]:
+    """Fold networks of the tasks that name ``cross_fit``: (number of folds or None, task -> networks).
+
+    Why: the task network was trained on the same training pairs, so its loss there is close to
+    its memorised minimum for generic fusion and says little about what helps on new images;
+    network k of ``cross_fit`` was trained with ``holdout_fold: k/n`` and judges only fold-k
+    pairs. Each checkpoint's recorded ``holdout_fold`` must be exactly ``k/n``.
+    """
+    from ..tasks import load_task
+
+    folds, out = None, {}
+    for t in cfg.tasks:
+        if not isinstance(t, dict) or not t.get("cross_fit"):
+            continue
+        paths = [resolve(p) for p in t["cross_fit"]]
+        n = len(paths)
+        if n < 2 or (folds is not None and n != folds):
+            raise RSCTrainingError(f"task '{t['name']}': cross_fit needs one network per fold, at least 2, and "
+                                   f"the same number for every task (got {n})")
+        folds = n
+        nets = []
+        for k, p in enumerate(paths):
+            if not p.is_file():
+                raise RSCTrainingError(f"task '{t['name']}': cross-fit network {p} not found (train it with "
+                                       f"`ivif train task --set holdout_fold={k}/{n}`)")
+            held = (checkpoint.load(p).get("meta") or {}).get("train_config", {}).get("holdout_fold", "")
+            if held != f"{k}/{n}":
+                raise RSCTrainingError(f"task '{t['name']}': cross_fit[{k}] = {p} was trained with holdout_fold "
+                                       f"'{held}', expected '{k}/{n}'")
+            nets.append(load_task(p, cfg.device))
+            sources[f"{t['name']}_fold{k}"] = str(p)
+        out[str(t["name"])] = nets
+    unknown = set(out) - set(task_names)
+    if unknown:
+        raise RSCTrainingError(f"cross_fit given for unknown tasks {sorted(unknown)}")
+    return folds, out
+
+
 def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Module | None = None,
           adapters: dict[str, Any] | None = None, pairs: list[LabelledPair] | None = None) -> Path:
     """Train an RSC; returns ``<out>/rsc.pt``.
@@ -193,17 +240,23 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
                                        "`ivif train task` first)")
             adapters[str(t["name"])] = load_task(path, cfg.device)
             sources[str(t["name"])] = str(path)
-    for name, ad in adapters.items():
+    folds, fold_adapters = _load_cross_fit(cfg, task_names, sources)
+    for name, ad in list(adapters.items()) + [(t, a) for t, ads in fold_adapters.items() for a in ads]:
         kind = getattr(ad, "TASK", "detection")
         if kind != "detection":
             raise RSCTrainingError(f"task '{name}' ({kind}): only detection labels exist in the shared data")
     backbone = backbone.to(device).eval().requires_grad_(False)
-    for ad in adapters.values():
+    for ad in list(adapters.values()) + [a for ads in fold_adapters.values() for a in ads]:
         if hasattr(ad, "freeze"):
             ad.freeze()
     if pairs is None:
         pairs = load_labelled_pairs(cfg, progress)
     full_side = max(max(p.ir.shape) for p in pairs)
+    # cross-fitting: batch k draws only pairs of fold k, whose loss comes from the network that never saw them
+    pools = [pairs] if folds is None else [[p for p in pairs if cross_fit_fold(p.name, folds) == k]
+                                           for k in range(folds)]
+    if any(not pool for pool in pools):
+        raise RSCTrainingError(f"cross-fitting: a fold of {folds} has no training pairs")
 
     dims = None
     if cfg.descriptor == "features":
@@ -221,11 +274,12 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     log_f = open(out / "log.csv", "w", newline="")
     log = csv.writer(log_f)
-    cols = ["task", "ref", "reward_punishment", "fidelity", "total"]
+    cols = ["task", "ref", "reward_punishment", "fidelity", "vif_drop", "total"]
     log.writerow(["step", "lr"] + [f"{t}_{c}" for t in task_names for c in cols]
                  + ["grad_norm", "min_task_cos", "seconds"])
 
-    saved_imgsz = {t: getattr(getattr(ad, "cfg", None), "imgsz", None) for t, ad in adapters.items()}
+    every = [(t, ad) for t, ad in adapters.items()] + [(t, a) for t, ads in fold_adapters.items() for a in ads]
+    saved_imgsz = [(ad, getattr(getattr(ad, "cfg", None), "imgsz", None)) for _, ad in every]
     train_imgsz = {t: _task_imgsz(ad, cfg.crop, full_side) for t, ad in adapters.items()}
     rng = np.random.default_rng([cfg.seed, 99])
     prev: dict[str, torch.Tensor | None] = {t: None for t in task_names}
@@ -233,23 +287,26 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
     bar = tqdm(total=cfg.steps, desc="train rsc", disable=not progress, unit="step")
     history: list[dict[str, float]] = []
     try:
-        for t, s in train_imgsz.items():
-            if s is not None:
-                adapters[t].cfg.imgsz = s
+        for t, ad in every:
+            if train_imgsz[t] is not None:
+                ad.cfg.imgsz = train_imgsz[t]
         model.train()
         backbone.eval()
         for step in range(cfg.steps):
-            b = sample_batch(pairs, cfg.crop, cfg.batch_size, cfg.seed, step, cfg.min_visible)
+            fold = step % len(pools)
+            b = sample_batch(pools[fold], cfg.crop, cfg.batch_size, cfg.seed, step, cfg.min_visible)
             ir, y, cbcr = b["ir"].to(device), b["y"].to(device), b["cbcr"].to(device)
             lr = _lr(step, cfg.steps, cfg.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
             with torch.no_grad():
                 f_ir, f_vi = model.encode(ir, y)
-                generic = to_rgb(model.fuse_decode(f_ir, f_vi), cbcr)
+                generic_y = model.fuse_decode(f_ir, f_vi)
+                generic = to_rgb(generic_y, cbcr)
             losses, row = [], {}
             for t in task_names:
                 ad = adapters[t]
+                judge = fold_adapters[t][fold] if t in fold_adapters else ad  # the network whose loss teaches
                 desc = None
                 if dims is not None and rng.random() >= cfg.descriptor_dropout:
                     with torch.no_grad():
@@ -257,15 +314,21 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
                 ref = prev[t]
                 if cfg.reference == "generic":
                     with torch.no_grad():
-                        ref = ad.loss(generic, b["targets"])
+                        ref = judge.loss(generic, b["targets"])
                 fused = model.fuse_decode(*model.customize(f_ir, f_vi, t, desc))
-                task_loss = ad.loss(to_rgb(fused, cbcr), b["targets"])
+                task_loss = judge.loss(to_rgb(fused, cbcr), b["targets"])
                 parts = rsc_task_loss(task_loss, ref, fused, ir, y, alpha=cfg.alpha, w_fid=cfg.w_fid)
+                vif_drop = float("nan")
+                if cfg.w_vif > 0:
+                    guard, drop = vif_guard(fused, generic_y, ir, y, cfg.vif_budget)
+                    parts["total"] = parts["total"] + cfg.w_vif * guard
+                    vif_drop = drop.item()
                 prev[t] = task_loss.detach()
                 losses.append(parts["total"])
                 row[t] = {"task": parts["task"].item(), "ref": float("nan") if ref is None else float(ref),
                           "reward_punishment": parts["reward_punishment"].item(),
-                          "fidelity": parts["fidelity"].item(), "total": parts["total"].item()}
+                          "fidelity": parts["fidelity"].item(), "vif_drop": vif_drop,
+                          "total": parts["total"].item()}
             opt.zero_grad(set_to_none=True)
             info = mtl.backward(losses)
             opt.step()
@@ -281,9 +344,9 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
     finally:
         bar.close()
         log_f.close()
-        for t, s in saved_imgsz.items():
-            if s is not None:
-                adapters[t].cfg.imgsz = s
+        for ad, size in saved_imgsz:
+            if size is not None:
+                ad.cfg.imgsz = size
     rsc.eval()
     last = history[-min(50, len(history)):]
     summary = {k: round(float(np.nanmean([h[k] for h in last])), 6) for k in history[-1]}
@@ -295,6 +358,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
         "steps": len(history),
         "seconds": round(time.time() - t0, 1),
         "task_imgsz_during_training": train_imgsz,
+        "cross_fit_folds": folds,
         "last50_mean": summary,
         "sources": {k: {"path": v, "sha256": checkpoint.file_sha256(v)} for k, v in sources.items()},
         "ivif_fusion": __version__,

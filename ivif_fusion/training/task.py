@@ -31,7 +31,7 @@ from ..colour import luminance, recombine
 from ..config import TrainTaskConfig, to_dict
 from ..data.labels import read_classes, read_yolo, yolo_to_xyxy
 from ..data.paired import PairedFolder
-from ..data.splits import msrs_split
+from ..data.splits import cross_fit_fold, msrs_split, parse_fold
 from ..errors import UserError
 from ..paths import require_data_root, resolve
 
@@ -147,6 +147,13 @@ def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool 
     if cfg.fusion == "vfn":
         w = resolve(cfg.fusion_weights)
         key["vfn_sha256"] = file_sha256(w) if w.is_file() else "missing"
+    holdout = None
+    if cfg.holdout_fold:
+        try:
+            holdout = parse_fold(cfg.holdout_fold)
+        except ValueError as e:
+            raise TaskTrainingError(str(e)) from e
+        key["holdout_fold"] = list(holdout)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     out = resolve(cfg.cache_dir) / f"{cfg.fusion}-{digest}"
     data_yaml = out / "data.yaml"
@@ -160,6 +167,8 @@ def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool 
         cmap = class_map(_dataset_classes(root, ds), classes, ds)
         for split in ("train", "val"):
             folder, names = labelled_pairs(root, ds, split, cfg.label_set)
+            if split == "train" and holdout is not None:  # the held-out fold is for the RSC, not this network
+                names = [n for n in names if cross_fit_fold(n, holdout[1]) != holdout[0]]
             jobs += [(folder, ds, n, split, cmap) for n in names]
     if jobs and not any(j[3] == "val" for j in jobs):
         # no MSRS val range (e.g. LLVIP only): the last 20 % of frames (consecutive, by name) select the epoch
