@@ -214,9 +214,11 @@ class TrainRSCConfig:
     reference: str = param("generic", "L_ref: task loss of the generic fused image on the same batch, or the "
                                       "previous step's task loss.", choices=("generic", "previous"))
     w_fid: float = param(1.0, "Weight of the fusion-fidelity term (the stage-1 fusion loss).", min=0.0)
-    w_vif: float = param(0.0, "Weight of the VIF guard w_vif * ReLU(relative VIF drop vs the generic image - "
-                              "vif_budget) (0 = off).", min=0.0)
-    vif_budget: float = param(0.03, "Relative VIF drop the guard allows for free (0.03 = 3 %).", min=0.0, max=1.0)
+    w_guard: float = param(0.0, "Weight of the fidelity guard: w_guard * sum over guard_metrics of ReLU(relative "
+                                "drop vs the generic image - guard_budget) (0 = off).", min=0.0)
+    guard_metrics: list = param(help="Fusion metrics the guard holds (VIF, Qabf).", factory=lambda: ["VIF", "Qabf"])
+    guard_budget: float = param(0.03, "Relative drop of each guarded metric allowed for free (0.03 = 3 %).",
+                                min=0.0, max=1.0)
     cagrad_c: float = param(0.5, "CAGrad c (0 = average of the task gradients).", min=0.0)
     cagrad_rescale: bool = param(True, "Divide the CAGrad update by 1 + c^2 (reference implementation default).")
     num_bases: int = param(16, "Size of the shared basis bank.", min=1)

@@ -353,7 +353,7 @@ def test_training_through_the_real_yolo_adapter(tmp_path):
 def test_vif_torch_matches_the_reported_metric_and_has_gradient():
     import numpy as np
 
-    from ivif_fusion.losses import fusion_vif_t, vif_guard, vif_pair_t
+    from ivif_fusion.losses import fidelity_guard, fusion_vif_t, vif_pair_t
     from ivif_fusion.metrics.fusion import vif, vif_pair
 
     rng = np.random.default_rng(3)
@@ -368,14 +368,17 @@ def test_vif_torch_matches_the_reported_metric_and_has_gradient():
     assert got == pytest.approx(vif(ir * 255, y * 255, f * 255), rel=1e-9)
     # the guard: zero inside the budget, the excess beyond it, gradient only when over budget
     gen = t(f).float()
-    same, drop = vif_guard(gen.clone().requires_grad_(True), gen, t(ir).float(), t(y).float(), budget=0.03)
-    assert same.item() == 0.0 and abs(drop.item()) < 1e-5
+    same, drops = fidelity_guard(gen.clone().requires_grad_(True), gen, t(ir).float(), t(y).float(), budget=0.03)
+    assert same.item() == 0.0 and set(drops) == {"VIF", "Qabf"} and all(abs(d.item()) < 1e-5 for d in drops.values())
     noise = torch.from_numpy(rng.normal(0, 0.1, gen.shape)).float()
     worse = (gen + noise).requires_grad_(True)  # added noise: VIF falls far beyond 3 %
-    pen, drop = vif_guard(worse, gen, t(ir).float(), t(y).float(), budget=0.03)
+    pen, drops = fidelity_guard(worse, gen, t(ir).float(), t(y).float(), metrics=["VIF"], budget=0.03)
+    drop = drops["VIF"]
     assert pen.item() == pytest.approx(drop.item() - 0.03, rel=1e-5) and drop.item() > 0.1
     pen.backward()
     assert worse.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown guard metrics"):
+        fidelity_guard(gen, gen, gen, gen, metrics=["SSIM"])
 
 
 class _Judge(TinyDetector):
@@ -426,3 +429,33 @@ def test_cross_fitting_judges_each_fold_with_the_network_that_never_saw_it(tmp_p
     with pytest.raises(RSCTrainingError, match="holdout_fold '1/2', expected '0/2'"):
         train(load(TrainRSCConfig, None, bad), progress=False, backbone=VFN(VFNConfig(depth=1)),
               adapters={"detection": main}, pairs=pairs)
+
+
+def test_qabf_torch_matches_the_reported_metric_and_has_gradient():
+    from ivif_fusion.losses import qabf_t
+    from ivif_fusion.metrics.fusion import qabf
+
+    rng = np.random.default_rng(4)
+    ir = rng.uniform(0, 255, (40, 48))
+    vi = np.zeros((40, 48))
+    vi[:, 20:] = 200.0  # one vertical edge, flat elsewhere (zero gradients exercised)
+    f = np.clip(0.5 * ir + 0.5 * vi + rng.normal(0, 5, ir.shape), 0, 255)
+    t = lambda a: torch.from_numpy(a)[None, None]  # noqa: E731
+    assert qabf_t(t(ir), t(vi), t(f)).item() == pytest.approx(qabf(ir, vi, f), abs=1e-6)
+    x = t(f).clone().requires_grad_(True)
+    qabf_t(t(ir), t(vi), x).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_training_with_the_fidelity_guard_logs_each_drop(tmp_path):
+    import csv
+
+    from ivif_fusion.training.rsc import RSCTrainingError
+
+    path, _ = _tiny_training(tmp_path, "g", crop=64, w_guard=10.0, guard_budget=0.0)
+    rows = list(csv.DictReader(open(path.parent / "log.csv")))
+    assert {"detection_vif_drop", "detection_qabf_drop"} <= set(rows[0])
+    assert abs(float(rows[0]["detection_vif_drop"])) < 1e-5  # identity at step 1: nothing lost yet
+    assert any(float(r["detection_qabf_drop"]) != 0.0 for r in rows[1:])
+    with pytest.raises(RSCTrainingError, match="at least 41 pixels"):
+        _tiny_training(tmp_path, "h", crop=32, w_guard=1.0)

@@ -10,8 +10,9 @@ Per step, on a batch of full-resolution crops with their boxes:
    CbCr gives the colour image, and the frozen task network's loss is taken on it;
 3. each task's objective is ``L_t + alpha * ReLU(L_t - L_ref) + w_fid * fusion_loss``
    (:func:`ivif_fusion.losses.rsc_task_loss`; ``L_ref`` the generic image's task loss on the same
-   batch, or the previous step's loss), plus, when ``w_vif > 0``, the VIF guard
-   ``w_vif * ReLU(VIF drop vs the generic image - vif_budget)`` (:func:`ivif_fusion.losses.vif_guard`);
+   batch, or the previous step's loss), plus, when ``w_guard > 0``, the fidelity guard
+   ``w_guard * sum_m ReLU(drop of metric m vs the generic image - guard_budget)`` over
+   ``guard_metrics`` (VIF, Qabf; :func:`ivif_fusion.losses.fidelity_guard`);
 4. CAGrad (:mod:`ivif_fusion.mtl`) combines the per-task gradients of the RSC parameters; Adam steps.
 
 Cross-fitting (a task entry with ``cross_fit: [net_0, ..., net_{n-1}]``): step s draws its crops
@@ -48,7 +49,8 @@ from ..colour import rgb_to_ycbcr, ycbcr_to_rgb_t
 from ..config import TrainRSCConfig, to_dict
 from ..data.splits import cross_fit_fold
 from ..errors import UserError
-from ..losses import rsc_task_loss, vif_guard
+from ..losses import GUARD_METRICS, fidelity_guard, rsc_task_loss
+from ..metrics.fusion import MIN_SIDE
 from ..models import checkpoint
 from ..models.rsc import RSC, CustomizedFusion, pool_descriptor, save_rsc
 from ..mtl import CAGrad
@@ -274,7 +276,14 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     log_f = open(out / "log.csv", "w", newline="")
     log = csv.writer(log_f)
-    cols = ["task", "ref", "reward_punishment", "fidelity", "vif_drop", "total"]
+    guarded = [m for m in cfg.guard_metrics] if cfg.w_guard > 0 else []
+    bad = [m for m in guarded if m not in GUARD_METRICS]
+    if bad:
+        raise RSCTrainingError(f"guard_metrics {bad} unknown; choose from {sorted(GUARD_METRICS)}")
+    if guarded and cfg.crop < MIN_SIDE:
+        raise RSCTrainingError(f"the fidelity guard needs crops of at least {MIN_SIDE} pixels (VIF's four scales), "
+                               f"got crop {cfg.crop}")
+    cols = ["task", "ref", "reward_punishment", "fidelity"] + [f"{m.lower()}_drop" for m in guarded] + ["total"]
     log.writerow(["step", "lr"] + [f"{t}_{c}" for t in task_names for c in cols]
                  + ["grad_norm", "min_task_cos", "seconds"])
 
@@ -318,17 +327,16 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
                 fused = model.fuse_decode(*model.customize(f_ir, f_vi, t, desc))
                 task_loss = judge.loss(to_rgb(fused, cbcr), b["targets"])
                 parts = rsc_task_loss(task_loss, ref, fused, ir, y, alpha=cfg.alpha, w_fid=cfg.w_fid)
-                vif_drop = float("nan")
-                if cfg.w_vif > 0:
-                    guard, drop = vif_guard(fused, generic_y, ir, y, cfg.vif_budget)
-                    parts["total"] = parts["total"] + cfg.w_vif * guard
-                    vif_drop = drop.item()
+                drops = {}
+                if guarded:
+                    guard, drops = fidelity_guard(fused, generic_y, ir, y, guarded, cfg.guard_budget)
+                    parts["total"] = parts["total"] + cfg.w_guard * guard
                 prev[t] = task_loss.detach()
                 losses.append(parts["total"])
                 row[t] = {"task": parts["task"].item(), "ref": float("nan") if ref is None else float(ref),
                           "reward_punishment": parts["reward_punishment"].item(),
-                          "fidelity": parts["fidelity"].item(), "vif_drop": vif_drop,
-                          "total": parts["total"].item()}
+                          "fidelity": parts["fidelity"].item(), "total": parts["total"].item(),
+                          **{f"{m.lower()}_drop": d.item() for m, d in drops.items()}}
             opt.zero_grad(set_to_none=True)
             info = mtl.backward(losses)
             opt.step()
