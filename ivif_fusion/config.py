@@ -215,7 +215,7 @@ class TrainRSCConfig:
                                       "previous step's task loss.", choices=("generic", "previous"))
     w_fid: float = param(1.0, "Weight of the fusion-fidelity term (the stage-1 fusion loss).", min=0.0)
     w_guard: float = param(0.0, "Weight of the fidelity guard: w_guard * sum over guard_metrics of ReLU(relative "
-                                "drop vs the generic image - guard_budget) (0 = off).", min=0.0)
+                                "drop of the batch mean vs the generic images - guard_budget) (0 = off).", min=0.0)
     guard_metrics: list = param(help="Fusion metrics the guard holds (VIF, Qabf).", factory=lambda: ["VIF", "Qabf"])
     guard_budget: float = param(0.03, "Relative drop of each guarded metric allowed for free (0.03 = 3 %).",
                                 min=0.0, max=1.0)
