@@ -276,7 +276,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     log_f = open(out / "log.csv", "w", newline="")
     log = csv.writer(log_f)
-    guarded = [m for m in cfg.guard_metrics] if cfg.w_guard > 0 else []
+    guarded = list(cfg.guard_metrics) if cfg.w_guard > 0 else []
     bad = [m for m in guarded if m not in GUARD_METRICS]
     if bad:
         raise RSCTrainingError(f"guard_metrics {bad} unknown; choose from {sorted(GUARD_METRICS)}")
