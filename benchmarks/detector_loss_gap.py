@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from ivif_fusion.config import TrainRSCConfig
-from ivif_fusion.data import splits
 from ivif_fusion.models import checkpoint
 from ivif_fusion.paths import resolve
 from ivif_fusion.tasks import load_task
@@ -31,12 +30,7 @@ def main() -> int:
     torch.set_num_threads(2)
     cfg = TrainRSCConfig()
     train_pairs = R.load_labelled_pairs(cfg, progress=False)
-    keep = splits.training_names
-    splits.training_names = lambda ds, names: splits.msrs_split(names, "val")  # same loader, val range
-    try:
-        val_pairs = R.load_labelled_pairs(cfg, progress=False)
-    finally:
-        splits.training_names = keep
+    val_pairs = R.load_labelled_pairs(cfg, progress=False, split="val")
     vfn = checkpoint.load_vfn(resolve(cfg.backbone))
     det = load_task(resolve("models/yolo_det_msrs.pt"))
     det.freeze()

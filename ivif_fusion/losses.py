@@ -67,10 +67,10 @@ def rsc_task_loss(task_loss: torch.Tensor, reference: torch.Tensor | float | Non
 
 
 def _gauss_window(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
-    r = (size - 1) / 2.0
-    t = torch.arange(size, dtype=like.dtype, device=like.device) - r
-    k = torch.exp(-(t * t) / (2.0 * sigma * sigma))
-    k = k / k.sum()
+    """The metric's own Gaussian window (metrics.fusion._gauss1d), as a (1, 1, size, size) conv kernel."""
+    from .metrics.fusion import _gauss1d
+
+    k = torch.as_tensor(_gauss1d(size, sigma), dtype=like.dtype, device=like.device)
     return (k[:, None] * k[None, :])[None, None]
 
 
@@ -158,30 +158,34 @@ GUARD_METRICS = {
 }
 
 
-def fidelity_guard(fused: torch.Tensor, generic: torch.Tensor, ir: torch.Tensor, y: torch.Tensor,
-                   metrics: tuple | list = ("VIF", "Qabf"), budget: float = 0.03
-                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``sum_m ReLU(1 - mean_n M(F_n) / mean_n M(G_n) - budget)`` and each metric's relative drop (logging).
-
-    Why: the customization may cost a little of the reported fusion quality (the issue's budget
-    is 5 % of Qabf and VIF) and nothing beyond it. A hinge on the relative drop against the
-    generic images ``generic`` of the same crops leaves the task loss free inside the budget,
-    where the stage-1 fidelity loss pulls back every change. The drop is that of the batch
-    mean, as reported figures are means over images: a per-crop hinge binds on whichever crop
-    happens to change most and held a trial run to a tenth of the budget. ``generic`` is a
-    target: no gradient flows into it. Metrics are the reported ones, computed in torch
-    (GUARD_METRICS).
-    """
+def guard_reference(generic: torch.Tensor, ir: torch.Tensor, y: torch.Tensor,
+                    metrics: tuple | list = ("VIF", "Qabf")) -> dict[str, torch.Tensor]:
+    """Batch-mean value of each guarded metric on the generic images: the target :func:`fidelity_guard`
+    compares against. No gradient; computed once per batch and shared by every task."""
     unknown = [m for m in metrics if m not in GUARD_METRICS]
     if unknown:
         raise ValueError(f"unknown guard metrics {unknown}; choose from {sorted(GUARD_METRICS)}")
+    with torch.no_grad():
+        return {m: GUARD_METRICS[m](generic, ir, y).mean().clamp_min(1e-6) for m in metrics}
+
+
+def fidelity_guard(fused: torch.Tensor, reference: dict[str, torch.Tensor], ir: torch.Tensor, y: torch.Tensor,
+                   budget: float = 0.03) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``sum_m ReLU(1 - mean_n M(F_n) / mean_n M(G_n) - budget)`` and each metric's relative drop (logging).
+
+    ``reference`` is :func:`guard_reference` of the generic images G of the same crops; its keys
+    name the guarded metrics. Why: the customization may cost a little of the reported fusion
+    quality (the issue's budget is 5 % of Qabf and VIF) and nothing beyond it. A hinge on the
+    relative drop leaves the task loss free inside the budget, where the stage-1 fidelity loss
+    pulls back every change. The drop is that of the batch mean, as reported figures are means
+    over images: a per-crop hinge binds on whichever crop happens to change most and held a
+    trial run to a tenth of the budget. Metrics are the reported ones, computed in torch
+    (GUARD_METRICS).
+    """
     penalty = fused.new_zeros(())
     drops = {}
-    for m in metrics:
-        fn = GUARD_METRICS[m]
-        with torch.no_grad():
-            ref = fn(generic, ir, y).clamp_min(1e-6)
-        drop = 1.0 - fn(fused, ir, y).mean() / ref.mean()
+    for m, ref in reference.items():
+        drop = 1.0 - GUARD_METRICS[m](fused, ir, y).mean() / ref
         penalty = penalty + F.relu(drop - budget)
         drops[m] = drop.detach()
     return penalty, drops

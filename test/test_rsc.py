@@ -353,7 +353,7 @@ def test_training_through_the_real_yolo_adapter(tmp_path):
 def test_vif_torch_matches_the_reported_metric_and_has_gradient():
     import numpy as np
 
-    from ivif_fusion.losses import fidelity_guard, fusion_vif_t, vif_pair_t
+    from ivif_fusion.losses import fidelity_guard, fusion_vif_t, guard_reference, vif_pair_t
     from ivif_fusion.metrics.fusion import vif, vif_pair
 
     rng = np.random.default_rng(3)
@@ -368,17 +368,19 @@ def test_vif_torch_matches_the_reported_metric_and_has_gradient():
     assert got == pytest.approx(vif(ir * 255, y * 255, f * 255), rel=1e-9)
     # the guard: zero inside the budget, the excess beyond it, gradient only when over budget
     gen = t(f).float()
-    same, drops = fidelity_guard(gen.clone().requires_grad_(True), gen, t(ir).float(), t(y).float(), budget=0.03)
+    ref = guard_reference(gen, t(ir).float(), t(y).float())
+    same, drops = fidelity_guard(gen.clone().requires_grad_(True), ref, t(ir).float(), t(y).float(), budget=0.03)
     assert same.item() == 0.0 and set(drops) == {"VIF", "Qabf"} and all(abs(d.item()) < 1e-5 for d in drops.values())
     noise = torch.from_numpy(rng.normal(0, 0.1, gen.shape)).float()
     worse = (gen + noise).requires_grad_(True)  # added noise: VIF falls far beyond 3 %
-    pen, drops = fidelity_guard(worse, gen, t(ir).float(), t(y).float(), metrics=["VIF"], budget=0.03)
+    vif_only = guard_reference(gen, t(ir).float(), t(y).float(), metrics=["VIF"])
+    pen, drops = fidelity_guard(worse, vif_only, t(ir).float(), t(y).float(), budget=0.03)
     drop = drops["VIF"]
     assert pen.item() == pytest.approx(drop.item() - 0.03, rel=1e-5) and drop.item() > 0.1
     pen.backward()
     assert worse.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="unknown guard metrics"):
-        fidelity_guard(gen, gen, gen, gen, metrics=["SSIM"])
+        guard_reference(gen, gen, gen, metrics=["SSIM"])
 
 
 class _Judge(TinyDetector):

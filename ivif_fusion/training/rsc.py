@@ -49,7 +49,7 @@ from ..colour import rgb_to_ycbcr, ycbcr_to_rgb_t
 from ..config import TrainRSCConfig, to_dict
 from ..data.splits import cross_fit_fold
 from ..errors import UserError
-from ..losses import GUARD_METRICS, fidelity_guard, rsc_task_loss
+from ..losses import GUARD_METRICS, fidelity_guard, guard_reference, rsc_task_loss
 from ..metrics.fusion import MIN_SIDE
 from ..models import checkpoint
 from ..models.rsc import RSC, CustomizedFusion, pool_descriptor, save_rsc
@@ -71,13 +71,14 @@ class LabelledPair:
     boxes: np.ndarray  # (K, 5) float32
 
 
-def load_labelled_pairs(cfg: TrainRSCConfig, progress: bool = True) -> list[LabelledPair]:
-    """Training pairs (MSRS: train frame range only) with their boxes from ``labels_det/<label_set>``."""
+def load_labelled_pairs(cfg: TrainRSCConfig, progress: bool = True, split: str | None = None) -> list[LabelledPair]:
+    """Training pairs (MSRS: train frame range only) with their boxes from ``labels_det/<label_set>``;
+    ``split`` names another MSRS range instead (e.g. 'val', for diagnostics)."""
     from tqdm import tqdm
 
     from ..data.labels import read_yolo, yolo_to_xyxy
     from ..data.paired import PairedFolder
-    from ..data.splits import training_names
+    from ..data.splits import msrs_split, training_names
     from ..imageops import to_uint8
 
     root = require_data_root(cfg.data_root or None) / cfg.dataset
@@ -85,7 +86,7 @@ def load_labelled_pairs(cfg: TrainRSCConfig, progress: bool = True) -> list[Labe
     if not labels.is_dir():
         raise RSCTrainingError(f"no box labels at {labels}: RSC training needs a labelled dataset")
     folder = PairedFolder(root, strict=False)
-    names = training_names(cfg.dataset, folder.names)
+    names = training_names(cfg.dataset, folder.names) if split is None else msrs_split(folder.names, split)
     pairs = []
     for n in tqdm(names, desc="loading pairs", disable=not progress, unit="pair"):
         s = folder.load(n)
@@ -243,12 +244,13 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
             adapters[str(t["name"])] = load_task(path, cfg.device)
             sources[str(t["name"])] = str(path)
     folds, fold_adapters = _load_cross_fit(cfg, task_names, sources)
-    for name, ad in list(adapters.items()) + [(t, a) for t, ads in fold_adapters.items() for a in ads]:
+    every = list(adapters.items()) + [(t, a) for t, ads in fold_adapters.items() for a in ads]  # (task, network)
+    for name, ad in every:
         kind = getattr(ad, "TASK", "detection")
         if kind != "detection":
             raise RSCTrainingError(f"task '{name}' ({kind}): only detection labels exist in the shared data")
     backbone = backbone.to(device).eval().requires_grad_(False)
-    for ad in list(adapters.values()) + [a for ads in fold_adapters.values() for a in ads]:
+    for _, ad in every:
         if hasattr(ad, "freeze"):
             ad.freeze()
     if pairs is None:
@@ -287,7 +289,6 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
     log.writerow(["step", "lr"] + [f"{t}_{c}" for t in task_names for c in cols]
                  + ["grad_norm", "min_task_cos", "seconds"])
 
-    every = [(t, ad) for t, ad in adapters.items()] + [(t, a) for t, ads in fold_adapters.items() for a in ads]
     saved_imgsz = [(ad, getattr(getattr(ad, "cfg", None), "imgsz", None)) for _, ad in every]
     train_imgsz = {t: _task_imgsz(ad, cfg.crop, full_side) for t, ad in adapters.items()}
     rng = np.random.default_rng([cfg.seed, 99])
@@ -312,6 +313,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
                 f_ir, f_vi = model.encode(ir, y)
                 generic_y = model.fuse_decode(f_ir, f_vi)
                 generic = to_rgb(generic_y, cbcr)
+            guard_ref = guard_reference(generic_y, ir, y, guarded) if guarded else {}
             losses, row = [], {}
             for t in task_names:
                 ad = adapters[t]
@@ -329,7 +331,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
                 parts = rsc_task_loss(task_loss, ref, fused, ir, y, alpha=cfg.alpha, w_fid=cfg.w_fid)
                 drops = {}
                 if guarded:
-                    guard, drops = fidelity_guard(fused, generic_y, ir, y, guarded, cfg.guard_budget)
+                    guard, drops = fidelity_guard(fused, guard_ref, ir, y, cfg.guard_budget)
                     parts["total"] = parts["total"] + cfg.w_guard * guard
                 prev[t] = task_loss.detach()
                 losses.append(parts["total"])
