@@ -94,7 +94,7 @@ def _run_case(name: str, sends: list[Send], sync_mode: str, factory: MessageFact
         (time.perf_counter(), stamp_ns(m.header))), qos)
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
     pubs = {"thermal": node.create_publisher(Image, "thermal/image", qos),
-            "rgb": node.create_publisher(factory.rgb_type, "rgb/image", qos)}
+            "visible": node.create_publisher(factory.rgb_type, "rgb/image", qos)}
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     spinner = threading.Thread(target=ex.spin, daemon=True)
@@ -138,7 +138,7 @@ def _run_case(name: str, sends: list[Send], sync_mode: str, factory: MessageFact
     duration = t_end - t0
     return {
         "sync_mode": sync_mode,
-        "published": {"thermal": n_t, "rgb": len(sends) - n_t, "seconds": round(duration, 2)},
+        "published": {"thermal": n_t, "visible": len(sends) - n_t, "seconds": round(duration, 2)},
         "fused_outputs": len(lat),
         # Steady output rate: outputs after the first over the time between first and last output.
         "throughput_hz": round((len(times) - 1) / (times[-1] - times[0]), 3) if len(times) > 2 else 0.0,
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                                 args.threads),
             "saturate": _run_case("saturate", [s for k in range(int(args.seconds * 30)) for s in (
                 Send(k / 30, "thermal", 2 * 10**18 + k * 33_333_333, k),
-                Send(k / 30, "rgb", 2 * 10**18 + k * 33_333_333, k))], "exact", factory, weights, tmp,
+                Send(k / 30, "visible", 2 * 10**18 + k * 33_333_333, k))], "exact", factory, weights, tmp,
                 args.threads),
         }
     result = {
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, c in cases.items():
         lat = c["latency_ms_after_first"] if c["latency_ms_after_first"].get("n") else c["latency_ms"]
         lat_s = f"{lat['mean']} / {lat['p50']} / {lat['p90']} / {lat['max']}" if lat.get("n") else "-"
-        inp = f"{c['published']['thermal']} thermal + {c['published']['rgb']} RGB in {c['published']['seconds']} s"
+        inp = f"{c['published']['thermal']} thermal + {c['published']['visible']} RGB in {c['published']['seconds']} s"
         lines.append(f"| {name} | {inp} | {c['sync_mode']} | {c['fused_outputs']} | {c['throughput_hz']} | {lat_s} |")
     lines += ["", "Mean per-stage times inside the node (ms, from /diagnostics):", "",
               "| Stage | camera | saturate |", "|---|---|---|"]

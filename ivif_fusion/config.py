@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from .errors import UserError
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration file or value is invalid."""
 
 
@@ -86,7 +87,7 @@ class SyncConfig:
                       choices=("approximate", "exact"))
     queue_size: int = param(10, "Frames kept per stream while waiting for a partner.", min=1)
     slop_s: float = param(0.05, "Largest stamp difference (seconds) inside a pair (approximate mode).", min=0.0)
-    reference: str = param("thermal", "Whose header the outputs copy.", choices=("thermal", "rgb"))
+    reference: str = param("thermal", "Whose header the outputs copy.", choices=("thermal", "visible"))
 
 
 @dataclass
@@ -94,9 +95,9 @@ class RosConfig:
     """Topics, QoS and outputs of the ROS 2 node."""
 
     thermal_topic: str = param("thermal/image", "Thermal image topic (sensor_msgs/Image or CompressedImage).")
-    rgb_topic: str = param("rgb/image", "RGB image topic (sensor_msgs/Image or CompressedImage).")
+    visible_topic: str = param("rgb/image", "RGB image topic (sensor_msgs/Image or CompressedImage).")
     thermal_compressed: bool = param(False, "Subscribe to the thermal topic as sensor_msgs/CompressedImage.")
-    rgb_compressed: bool = param(False, "Subscribe to the RGB topic as sensor_msgs/CompressedImage.")
+    visible_compressed: bool = param(False, "Subscribe to the RGB topic as sensor_msgs/CompressedImage.")
     qos_reliability: str = param("best_effort", "Subscription/publication reliability (sensor-data default).",
                                  choices=("best_effort", "reliable"))
     qos_depth: int = param(5, "QoS history depth.", min=1)
@@ -112,7 +113,7 @@ class ReplayConfig:
     """Offline rosbag replay."""
 
     thermal_topic: str = param("/thermal/image", "Thermal topic inside the bag.")
-    rgb_topic: str = param("/rgb/image", "RGB topic inside the bag.")
+    visible_topic: str = param("/rgb/image", "RGB topic inside the bag.")
     output_prefix: str = param("/ivif", "Prefix of the output bag's topics (<prefix>/fused/<task> ...).")
     storage: str = param("sqlite3", "Output bag storage format.", choices=("sqlite3", "mcap"))
     sample_frames: int = param(4, "Sample frames shown in the report grid.", min=0)

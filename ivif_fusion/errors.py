@@ -1,7 +1,8 @@
-"""Which exceptions are the user's to fix (printed as one line by the CLI) rather than bugs.
+"""The one base class of errors that are the user's to fix (printed as one line by the CLI).
 
-New modules raise a subclass of :class:`UserError` for anything a user can fix (bad file,
-missing weights, wrong option); the CLI prints it as one ``ERROR:`` line.
+Every user-facing error family (config, data, labels, images, checkpoints, bags, backends, ...)
+derives from :class:`UserError`; the CLI and the node print such errors as one ``ERROR:`` line
+instead of a traceback. This module imports nothing from the package: every layer may use it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,5 @@ class UserError(Exception):
 
 
 def is_user_error(e: BaseException) -> bool:
-    from .config import ConfigError
-    from .data.labels import LabelError
-    from .data.paired import PairError
-    from .imageops import ImageError
-    from .models.checkpoint import CheckpointError
-    from .paths import DataRootMissing
-
-    return isinstance(e, (UserError, ConfigError, PairError, LabelError, ImageError, CheckpointError,
-                          DataRootMissing, FileNotFoundError))
+    """True for errors a user can fix: any :class:`UserError` and a plain missing file."""
+    return isinstance(e, (UserError, FileNotFoundError))

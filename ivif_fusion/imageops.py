@@ -14,9 +14,10 @@ Thermal normalization (documented in docs/data.md):
 from __future__ import annotations
 
 import numpy as np
+from .errors import UserError
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image cannot be turned into the core convention (reason in the message)."""
 
     def __init__(self, message: str, reason: str = "bad_image") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from .errors import UserError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -33,7 +34,7 @@ MODELS_DIR = SHARE_DIR / "models"
 DEFAULT_DATA_ROOT = SHARE_DIR.parent / "shared" / "data" / "ivif"
 
 
-class DataRootMissing(FileNotFoundError):
+class DataRootMissing(UserError, FileNotFoundError):
     """The shared infrared-visible data is not where the config says."""
 
 

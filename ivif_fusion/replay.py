@@ -28,11 +28,11 @@ import numpy as np
 from .config import RuntimeConfig
 from .errors import UserError
 from .io import bags
-from .runtime.types import Detection, Drop, DropReason, Pair, Result
+from .types import Detection, Drop, DropReason, Pair, Result
 
 log = logging.getLogger("ivif_fusion.replay")
 
-STREAMS = ("thermal", "rgb")
+STREAMS = ("thermal", "visible")
 
 
 class ReplayError(UserError):
@@ -45,7 +45,7 @@ class Sample:
 
     stamp_ns: int
     thermal: np.ndarray
-    rgb: np.ndarray
+    visible: np.ndarray
     fused: dict[str, np.ndarray]
     detections: dict[str, list[Detection] | None]
     gt: list[list[float]] | None = None
@@ -208,7 +208,7 @@ def _gt_lookup(sidecar: dict | None) -> tuple[dict[int, list], list[str], list[i
     for f in sidecar.get("frames", []):
         if "boxes" in f:
             table[int(f["thermal_stamp_ns"])] = f["boxes"]
-            table.setdefault(int(f["rgb_stamp_ns"]), f["boxes"])
+            table.setdefault(int(f["visible_stamp_ns"]), f["boxes"])
     return table, list(sidecar["classes"]), sidecar.get("image_size")
 
 
@@ -242,9 +242,9 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
     bag = Path(bag)
     out_dir = Path(out_dir)
     rc = cfg.replay
-    topics = {"thermal": rc.thermal_topic, "rgb": rc.rgb_topic}
-    if topics["thermal"] == topics["rgb"]:
-        raise ReplayError(f"replay.thermal_topic and replay.rgb_topic are both '{topics['thermal']}'")
+    topics = {"thermal": rc.thermal_topic, "visible": rc.visible_topic}
+    if topics["thermal"] == topics["visible"]:
+        raise ReplayError(f"replay.thermal_topic and replay.visible_topic are both '{topics['thermal']}'")
     side_path = Path(sidecar) if sidecar else bags.find_sidecar(bag)
     side = bags.load_sidecar(side_path) if side_path else None
     out_bag = out_dir / "bag"
@@ -269,7 +269,7 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
             summary.injected = bags.fault_summary(side)
             summary.expected = bags.expected_accounting(side, cfg.sync.mode, cfg.sync.slop_s)
         gt_table, gt_classes, gt_size = _gt_lookup(side)
-        est_pairs = min(infos["thermal"].count, infos["rgb"].count)
+        est_pairs = min(infos["thermal"].count, infos["visible"].count)
         if summary.expected is not None:
             est_pairs = summary.expected["pairs"]
         sample_at = _spread(est_pairs, rc.sample_frames)
@@ -306,7 +306,7 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
                     record_pair_drops(pair, DropReason.PIPELINE_ERROR, f"{type(e).__name__}: {e}")
                     return
                 t = time.perf_counter()
-                frame = pair.thermal if ref == "thermal" else pair.rgb
+                frame = pair.thermal if ref == "thermal" else pair.visible
                 header = bags.make_header(frame.stamp_ns, frame.frame_id)
                 outputs.write(result, header, log_time_ns)
                 result.timings_ms["write"] = (time.perf_counter() - t) * 1e3
@@ -320,7 +320,7 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
                 summary.image_size = [w, h]
                 gt = None
                 if gt_table:
-                    boxes = gt_table.get(pair.thermal.stamp_ns, gt_table.get(pair.rgb.stamp_ns))
+                    boxes = gt_table.get(pair.thermal.stamp_ns, gt_table.get(pair.visible.stamp_ns))
                     if boxes is not None and gt_size:
                         sx, sy = w / gt_size[0], h / gt_size[1]
                         gt = [[b[0], b[1] * sx, b[2] * sy, b[3] * sx, b[4] * sy] for b in boxes]
@@ -329,7 +329,7 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
                             preds[name][index] = result.outputs[name].detections or []
                 last_pair[0] = (index, pair, result, frame.stamp_ns, gt)
                 if index in sample_at or index in metric_at:
-                    ir_p, rgb_p = pipe.preprocess(pair.thermal.image, pair.rgb.image)
+                    ir_p, rgb_p = pipe.preprocess(pair.thermal.image, pair.visible.image)
                     from .imageops import to_uint8
 
                     ir8, rgb8 = to_uint8(ir_p), to_uint8(rgb_p)
@@ -341,15 +341,15 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
                 if on_pair is not None:
                     on_pair(result)
 
-            total = infos["thermal"].count + infos["rgb"].count
+            total = infos["thermal"].count + infos["visible"].count
             bar = tqdm(total=total, desc="replay", unit="msg", disable=not progress)
             t_start = time.perf_counter()
             n_read = 0
             try:
-                for bm in reader.messages([topics["thermal"], topics["rgb"]]):
+                for bm in reader.messages([topics["thermal"], topics["visible"]]):
                     n_read += 1
                     bar.update(1)
-                    stream = "thermal" if bm.topic == topics["thermal"] else "rgb"
+                    stream = "thermal" if bm.topic == topics["thermal"] else "visible"
                     if bm.msg is None:
                         drops.append(sync.reject(stream, bm.log_time_ns, DropReason.DECODE_ERROR, bm.error))
                         continue
@@ -380,7 +380,7 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
                 _, pair, result, stamp, gt = last_pair[0]
                 from .imageops import to_uint8
 
-                ir_p, rgb_p = pipe.preprocess(pair.thermal.image, pair.rgb.image)
+                ir_p, rgb_p = pipe.preprocess(pair.thermal.image, pair.visible.image)
                 summary.samples.append(_sample(stamp, to_uint8(ir_p), to_uint8(rgb_p), result, gt))
             summary.wall_s = time.perf_counter() - t_start
             summary.output_counts = dict(writer.counts)

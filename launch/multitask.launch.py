@@ -2,7 +2,7 @@
 
     ros2 launch ivif_fusion multitask.launch.py
     ros2 launch ivif_fusion multitask.launch.py namespace:=front thermal_topic:=/flir/image_raw \
-        rgb_topic:=/camera/color/image_raw backend:=onnxruntime,torch
+        visible_topic:=/camera/color/image_raw backend:=onnxruntime,torch
 
 Every node parameter has its default in ``config_file`` (config/multitask.yaml, documented key by
 key); the launch arguments below override a few of them only when given (empty = the file's
@@ -23,7 +23,7 @@ PACKAGE = "ivif_fusion"
 # Launch argument -> node parameter it sets when non-empty (checked against the node by test/test_launch_config.py).
 PARAMETER_ARGS = {
     "thermal_topic": "ros.thermal_topic",
-    "rgb_topic": "ros.rgb_topic",
+    "visible_topic": "ros.visible_topic",
     "backend": "pipeline.backends",
 }
 # Parameters holding a list: the launch argument is comma-separated.
@@ -48,7 +48,7 @@ def _node(context, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003 - OpaqueFun
 
 
 def generate_launch_description():
-    """Launch arguments: config_file, namespace, thermal_topic, rgb_topic, backend."""
+    """Launch arguments: config_file, namespace, thermal_topic, visible_topic, backend."""
     default_config = os.path.join(get_package_share_directory(PACKAGE), "config", "multitask.yaml")
     return LaunchDescription([
         DeclareLaunchArgument("config_file", default_value=default_config,
@@ -59,8 +59,8 @@ def generate_launch_description():
                                           "~/fused/<task>) resolve inside it."),
         DeclareLaunchArgument("thermal_topic", default_value="",
                               description="Thermal image topic (sets ros.thermal_topic; empty: config file)."),
-        DeclareLaunchArgument("rgb_topic", default_value="",
-                              description="RGB image topic (sets ros.rgb_topic; empty: config file)."),
+        DeclareLaunchArgument("visible_topic", default_value="",
+                              description="RGB image topic (sets ros.visible_topic; empty: config file)."),
         DeclareLaunchArgument("backend", default_value="",
                               description="Backend preference, comma-separated, e.g. 'tensorrt,onnxruntime,torch' "
                                           "(sets pipeline.backends; empty: config file)."),

@@ -12,7 +12,7 @@ import pytest
 
 from ivif_fusion.io import bags
 from ivif_fusion.io.messages import ConversionError, msg_to_frame
-from ivif_fusion.runtime.types import DropReason
+from ivif_fusion.types import DropReason
 
 W, H = 80, 60
 
@@ -46,7 +46,7 @@ def test_typestore_has_vision_msgs_roundtrip():
     ts = bags.typestore()
     assert "vision_msgs/msg/Detection2DArray" in ts.types
     from ivif_fusion.io.messages import detections_to_msg, msg_to_detections
-    from ivif_fusion.runtime.types import Detection
+    from ivif_fusion.types import Detection
 
     hdr = bags.make_header(1_700_000_000_123_456_789, "thermal_optical_frame")
     msg = detections_to_msg(ts.types, hdr, [Detection(2, "car", 0.75, 10, 20, 30, 60)])
@@ -78,7 +78,7 @@ def test_make_bag_stamps_faults_and_sidecar(pairs_dir: Path, tmp_path: Path, sto
         by_topic[m.topic].append(m)
     log_times = [m.log_time_ns for m in msgs]
     assert log_times == sorted(log_times)  # the reader gives log-time order
-    for stream, topic in (("thermal", bags.THERMAL_TOPIC), ("rgb", bags.RGB_TOPIC)):
+    for stream, topic in (("thermal", bags.THERMAL_TOPIC), ("visible", bags.RGB_TOPIC)):
         got = [bags.header_stamp_ns(m.msg.header) for m in by_topic[topic]]
         want = []
         for f in side["frames"]:
@@ -107,7 +107,7 @@ def test_make_bag_stamps_faults_and_sidecar(pairs_dir: Path, tmp_path: Path, sto
 
 
 def test_make_bag_is_deterministic_and_encodings(pairs_dir: Path, tmp_path: Path):
-    opts = bags.MakeBagOptions(seed=3, thermal_encoding="mono16", compressed_rgb=True, max_side=40, **FAULTS)
+    opts = bags.MakeBagOptions(seed=3, thermal_encoding="mono16", compressed_visible=True, max_side=40, **FAULTS)
     a = bags.make_bag(pairs_dir, tmp_path / "a", opts, progress=False)
     b = bags.make_bag(pairs_dir, tmp_path / "b", opts, progress=False)
     sa, sb = bags.load_sidecar(a.sidecar), bags.load_sidecar(b.sidecar)
@@ -118,23 +118,23 @@ def test_make_bag_is_deterministic_and_encodings(pairs_dir: Path, tmp_path: Path
     rgb = next(m.msg for m in msgs if m.topic == bags.RGB_TOPIC)
     assert (th.encoding, th.width, th.height, th.step) == ("mono16", 40, 30, 80)
     assert rgb.__msgtype__ == bags.COMPRESSED and "jpeg" in rgb.format
-    f = msg_to_frame(rgb, "rgb")
+    f = msg_to_frame(rgb, "visible")
     assert f.image.shape == (30, 40, 3)
     other = bags.make_bag(pairs_dir, tmp_path / "c", bags.MakeBagOptions(seed=4, **FAULTS), progress=False)
     assert bags.load_sidecar(other.sidecar)["frames"] != sa["frames"]
 
 
 def test_expected_accounting_model():
-    frames = [{"index": i, "thermal_stamp_ns": i * 100_000_000, "rgb_stamp_ns": i * 100_000_000 + 2_000_000}
+    frames = [{"index": i, "thermal_stamp_ns": i * 100_000_000, "visible_stamp_ns": i * 100_000_000 + 2_000_000}
               for i in range(10)]
     side = {"frames": frames, "faults": [
-        {"kind": "drop", "stream": "rgb", "index": 2, "stamp_ns": 0},
+        {"kind": "drop", "stream": "visible", "index": 2, "stamp_ns": 0},
         {"kind": "duplicate", "stream": "thermal", "index": 4, "stamp_ns": 0},
         {"kind": "reorder", "stream": "thermal", "index": 6, "stamp_ns": 0}]}
     exp = bags.expected_accounting(side, "approximate", 0.05)
-    assert exp == {"pairs": 10 - 2 - 1, "received": {"thermal": 11, "rgb": 9},
+    assert exp == {"pairs": 10 - 2 - 1, "received": {"thermal": 11, "visible": 9},
                    "dropped": {"thermal": {"duplicate": 1, "no_partner": 1, "out_of_order": 1, "unflushed": 1},
-                               "rgb": {"no_partner": 1, "unflushed": 1}}}
+                               "visible": {"no_partner": 1, "unflushed": 1}}}
     # a pair wider than the slop: no exact prediction
     assert bags.expected_accounting(side, "approximate", 0.001) is None
     # exact mode needs equal stamps

@@ -15,7 +15,7 @@ import pytest
 
 from ivif_fusion.io.messages import SUPPORTED_ENCODINGS, ConversionError, msg_to_frame
 from ivif_fusion.runtime.sync import STREAMS, LatestPairSlot, Synchronizer, pair_drops
-from ivif_fusion.runtime.types import DropReason
+from ivif_fusion.types import DropReason
 
 N_MESSAGES = 12_000
 H, W = 4, 6
@@ -170,8 +170,8 @@ def test_fuzz_conversion_pairing_pipeline(random_vfn_ckpt):
     slot = LatestPairSlot()
     sent = Counter()
     outcomes: Counter = Counter()
-    clock = {"thermal": 1_000_000_000, "rgb": 1_000_000_000}
-    period = {"thermal": 33_333_333, "rgb": 40_000_000}
+    clock = {"thermal": 1_000_000_000, "visible": 1_000_000_000}
+    period = {"thermal": 33_333_333, "visible": 40_000_000}
     pairs_out = processed = run_ok = size_mismatch = superseded = 0
     late_drops = []
 
@@ -205,12 +205,12 @@ def test_fuzz_conversion_pairing_pipeline(random_vfn_ckpt):
         outcomes["ok"] += 1
         assert frame.stamp_ns == t and frame.image.dtype == np.float32
         assert np.isfinite(frame.image).all() and frame.image.min() >= 0 and frame.image.max() <= 1
-        assert frame.image.shape[-1] == 3 if stream == "rgb" else frame.image.ndim == 2
+        assert frame.image.shape[-1] == 3 if stream == "visible" else frame.image.ndim == 2
         pairs, _ = sync.push(frame)
         assert sync.balanced()
         for p in pairs:
             pairs_out += 1
-            assert abs(p.thermal.stamp_ns - p.rgb.stamp_ns) <= 20_000_000
+            assert abs(p.thermal.stamp_ns - p.visible.stamp_ns) <= 20_000_000
             old = slot.put(p)
             if old is not None:
                 superseded += 1
@@ -220,7 +220,7 @@ def test_fuzz_conversion_pairing_pipeline(random_vfn_ckpt):
             if p is not None:
                 processed += 1
                 if processed <= 12:  # the real pipeline on a few pairs
-                    same = p.thermal.image.shape == p.rgb.image.shape[:2]
+                    same = p.thermal.image.shape == p.visible.image.shape[:2]
                     try:
                         res = pipe.run(p)
                     except PairSizeMismatch:

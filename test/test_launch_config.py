@@ -18,7 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "multitask.launch.py"
 CONFIG = ROOT / "config" / "multitask.yaml"
-LAUNCH_ARGS = {"config_file", "namespace", "thermal_topic", "rgb_topic", "backend"}
+LAUNCH_ARGS = {"config_file", "namespace", "thermal_topic", "visible_topic", "backend"}
 
 
 def _launch_tree() -> ast.Module:
@@ -69,7 +69,7 @@ def test_launch_file_is_valid_python_with_documented_arguments():
         assert kws.get("description"), f"launch argument {name} has no description"
         assert "default_value" in kws, f"launch argument {name} has no default"
     # Overriding arguments default to "" = keep the config file's value.
-    for name in ("namespace", "thermal_topic", "rgb_topic", "backend"):
+    for name in ("namespace", "thermal_topic", "visible_topic", "backend"):
         assert args[name]["default_value"] == ""
     assert args["config_file"]["default_value"] == "default_config"
     assert 'os.path.join(get_package_share_directory(PACKAGE), "config", "multitask.yaml")' in LAUNCH.read_text()
@@ -133,11 +133,11 @@ def test_parameter_overrides_win_and_are_checked(tmp_path):
     from ivif_fusion.ros.params import config_from_parameters
 
     cfg_file = tmp_path / "c.yaml"
-    cfg_file.write_text("sync:\n  slop_s: 0.2\n  queue_size: 4\nros:\n  rgb_topic: /cam/rgb\n")
+    cfg_file.write_text("sync:\n  slop_s: 0.2\n  queue_size: 4\nros:\n  visible_topic: /cam/rgb\n")
     cfg = config_from_parameters(cfg_file, {"sync.slop_s": 0.01,
                                             "pipeline.tasks": "[{name: a, kind: fusion}, {name: b, kind: fusion}]",
                                             "pipeline.backends": ["onnxruntime", "torch"]})
-    assert cfg.sync.slop_s == 0.01 and cfg.sync.queue_size == 4 and cfg.ros.rgb_topic == "/cam/rgb"
+    assert cfg.sync.slop_s == 0.01 and cfg.sync.queue_size == 4 and cfg.ros.visible_topic == "/cam/rgb"
     assert [t.name for t in cfg.pipeline.tasks] == ["a", "b"] and cfg.pipeline.backends == ["onnxruntime", "torch"]
     with pytest.raises(ConfigError, match="not one of"):
         config_from_parameters(cfg_file, {"ros.qos_reliability": "sometimes"})

@@ -17,7 +17,7 @@ from ivif_fusion.io.messages import (DETECTION_MSG_TYPES, SUPPORTED_ENCODINGS, C
                                      array_to_compressed_msg, array_to_image_msg, compressed_to_array,
                                      copy_header, detection_classes, detections_to_msg, image_msg_to_array,
                                      make_header, mask_to_msg, msg_to_detections, msg_to_frame, stamp_ns)
-from ivif_fusion.runtime.types import Detection, DropReason
+from ivif_fusion.types import Detection, DropReason
 
 MSG_DIR = Path(__file__).resolve().parents[1] / "msg"
 
@@ -252,7 +252,7 @@ def test_round_trip_rclpy_classes():
     assert isinstance(msg, sensor_msgs.Image) and msg.header.frame_id == "cam" and msg.header.stamp.nanosec == 4
     back, enc = image_msg_to_array(msg)
     assert enc == "bgr8" and np.array_equal(back, a)
-    frame = msg_to_frame(msg, "rgb")
+    frame = msg_to_frame(msg, "visible")
     assert frame.stamp_ns == 3_000_000_004 and np.allclose(frame.image, a / 255.0)
     cm = array_to_compressed_msg(sensor_msgs.CompressedImage, hdr, a, "png")
     back, enc = compressed_to_array(cm)
@@ -283,7 +283,7 @@ def test_compressed_jpeg_colour_order():
     back, enc = compressed_to_array(m)
     assert enc == "rgb8" and back.shape == (16, 16, 3)
     assert back[..., 0].mean() > 230 and back[..., 2].mean() < 25
-    f = msg_to_frame(m, "rgb")
+    f = msg_to_frame(m, "visible")
     assert f.image.shape == (16, 16, 3) and f.image[..., 0].mean() > 0.9 and f.encoding == "rgb8"
     # BGRA png: alpha dropped, RGB returned
     import cv2
@@ -310,7 +310,7 @@ def test_compressed_errors():
     ]
     for msg, reason in cases:
         assert reason_of(compressed_to_array, msg) == reason, msg.format
-        assert reason_of(msg_to_frame, msg, "rgb") == reason
+        assert reason_of(msg_to_frame, msg, "visible") == reason
 
 
 # ----------------------------------------------------------------------------- msg_to_frame
@@ -343,18 +343,18 @@ def test_msg_to_frame_thermal_8bit_and_colour():
 def test_msg_to_frame_rgb_orders():
     px = np.array([[[200, 100, 50]]], np.uint8)
     for enc in ("rgb8", "bgr8"):
-        f = msg_to_frame(array_to_image_msg(Image, HDR, px, enc), "rgb")
+        f = msg_to_frame(array_to_image_msg(Image, HDR, px, enc), "visible")
         assert f.image[0, 0].tolist() == pytest.approx([200 / 255, 100 / 255, 50 / 255])
     pxa = np.array([[[200, 100, 50, 9]]], np.uint8)
     for enc in ("rgba8", "bgra8"):
-        f = msg_to_frame(array_to_image_msg(Image, HDR, pxa, enc), "rgb")
+        f = msg_to_frame(array_to_image_msg(Image, HDR, pxa, enc), "visible")
         assert f.image.shape == (1, 1, 3) and f.image[0, 0].tolist() == pytest.approx([200 / 255, 100 / 255, 50 / 255])
-    f = msg_to_frame(array_to_image_msg(Image, HDR, np.array([[51]], np.uint8), "mono8"), "rgb")
+    f = msg_to_frame(array_to_image_msg(Image, HDR, np.array([[51]], np.uint8), "mono8"), "visible")
     assert f.image.shape == (1, 1, 3) and f.image[0, 0].tolist() == pytest.approx([0.2] * 3)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("stream", ["thermal", "rgb"])
+@pytest.mark.parametrize("stream", ["thermal", "visible"])
 def test_non_finite_32fc1(bad, stream):
     a = np.ones((3, 4), np.float32)
     a[1, 2] = bad

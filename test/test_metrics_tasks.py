@@ -9,7 +9,7 @@ import pytest
 
 from ivif_fusion.metrics.detection import coco_map
 from ivif_fusion.metrics.segmentation import confusion_matrix, miou, pixel_accuracy
-from ivif_fusion.runtime.types import Detection
+from ivif_fusion.types import Detection
 
 CLASSES = ["person", "bicycle", "car"]
 

@@ -12,7 +12,7 @@ from ivif_fusion.colour import luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from ivif_fusion.config import runtime_defaults
 from ivif_fusion.models import checkpoint
 from ivif_fusion.runtime.pipeline import PairSizeMismatch, Pipeline, PipelineConfigError
-from ivif_fusion.runtime.types import Frame, Pair
+from ivif_fusion.types import Frame, Pair
 
 
 def _cfg(ckpt, **over):
@@ -25,7 +25,7 @@ def _pair(h=24, w=32, seed=0):
     rng = np.random.default_rng(seed)
     ir = rng.random((h, w)).astype(np.float32)
     rgb = rng.random((h, w, 3)).astype(np.float32)
-    return Pair(Frame(10, "thermal", ir, "mono8", "thermal"), Frame(11, "rgb", rgb, "rgb8", "rgb"))
+    return Pair(Frame(10, "thermal", ir, "mono8", "thermal"), Frame(11, "visible", rgb, "rgb8", "visible"))
 
 
 def test_one_task_output_matches_backbone_and_keeps_visible_colour(random_vfn_ckpt):
@@ -37,9 +37,9 @@ def test_one_task_output_matches_backbone_and_keeps_visible_colour(random_vfn_ck
     m = checkpoint.load_vfn(random_vfn_ckpt)
     with torch.no_grad():
         fy = m(torch.from_numpy(pair.thermal.image)[None, None],
-               torch.from_numpy(luminance(pair.rgb.image))[None, None])[0, 0].numpy()
+               torch.from_numpy(luminance(pair.visible.image))[None, None])[0, 0].numpy()
     # Definition: fused Y with the visible CbCr, back to RGB (clipped), rounded to uint8.
-    ycc = rgb_to_ycbcr(pair.rgb.image)
+    ycc = rgb_to_ycbcr(pair.visible.image)
     ycc[..., 0] = fy
     expected = np.clip(np.rint(ycbcr_to_rgb(ycc) * 255), 0, 255)
     assert np.abs(out.astype(int) - expected).max() <= 1
@@ -62,7 +62,7 @@ def test_two_generic_tasks_share_one_backbone_run(random_vfn_ckpt):
 
 def test_size_mismatch_and_resize_option(random_vfn_ckpt):
     pair = _pair()
-    pair.rgb.image = np.zeros((20, 30, 3), np.float32)
+    pair.visible.image = np.zeros((20, 30, 3), np.float32)
     with pytest.raises(PairSizeMismatch, match="differ"):
         Pipeline.from_config(_cfg(random_vfn_ckpt)).run(pair)
     res = Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.resize_mismatched": True})).run(pair)

@@ -13,7 +13,7 @@ from ivif_fusion.io import bags
 from ivif_fusion.replay import replay
 from ivif_fusion.report import write_report
 from ivif_fusion.runtime.pipeline import PairSizeMismatch
-from ivif_fusion.runtime.types import Detection, Result, TaskOutput
+from ivif_fusion.types import Detection, Result, TaskOutput
 
 from test_bags import H, W, write_pairs
 
@@ -37,7 +37,7 @@ def _affected(side: dict) -> set[int]:
 
 
 @pytest.mark.parametrize("storage,variant", [("sqlite3", {}), ("mcap", {}),
-                                             ("mcap", {"compressed_rgb": True, "thermal_encoding": "mono16"})])
+                                             ("mcap", {"compressed_visible": True, "thermal_encoding": "mono16"})])
 def test_replay_accounts_for_every_frame_and_copies_headers(pairs_dir, tmp_path, random_vfn_ckpt, storage, variant):
     opts = bags.MakeBagOptions(storage=storage, seed=11, jitter_ms=4, **FAULTS, **variant)
     made = bags.make_bag(pairs_dir, tmp_path / "in", opts, progress=False)
@@ -49,7 +49,7 @@ def test_replay_accounts_for_every_frame_and_copies_headers(pairs_dir, tmp_path,
     expected = bags.expected_accounting(side, "approximate", 0.05)
     assert expected is not None
     # exact accounting, per stream and per reason, equal to what make-bag injected
-    for st in ("thermal", "rgb"):
+    for st in ("thermal", "visible"):
         a = s.accounting[st]
         assert a["received"] == expected["received"][st] == side["messages"][side["topics"][st]]
         assert a["dropped"] == expected["dropped"][st]
@@ -87,14 +87,14 @@ def test_rgb_reference_and_exact_mode(pairs_dir, tmp_path, random_vfn_ckpt):
     made = bags.make_bag(pairs_dir, tmp_path / "in", bags.MakeBagOptions(jitter_ms=0, seed=2, drop=0.3),
                          progress=False)
     side = bags.load_sidecar(made.sidecar)
-    cfg = _cfg(random_vfn_ckpt, **{"sync.mode": "exact", "sync.reference": "rgb", "replay.metrics_pairs": 0})
+    cfg = _cfg(random_vfn_ckpt, **{"sync.mode": "exact", "sync.reference": "visible", "replay.metrics_pairs": 0})
     s = replay(made.bag, cfg, tmp_path / "out", progress=False)
     exp = bags.expected_accounting(side, "exact")
     assert exp is not None and exp["pairs"] == N - len(side["faults"])  # exact: the last pair is emitted too
     assert s.pairs_fused == exp["pairs"] and s.matches_injected
     out = bags.read_all(s.output_bag)
     assert [bags.header_stamp_ns(m.msg.header) for m in out] == [
-        f["rgb_stamp_ns"] for f in side["frames"] if f["index"] not in _affected(side)]
+        f["visible_stamp_ns"] for f in side["frames"] if f["index"] not in _affected(side)]
     assert {m.msg.header.frame_id for m in out} == {"rgb_optical_frame"}
 
 
@@ -123,7 +123,7 @@ class PerfectDetector:
         self.calls += 1
         if self.fail_every and self.calls % self.fail_every == 0:
             raise RuntimeError("injected pipeline failure")
-        fused = (np.clip(pair.rgb.image, 0, 1) * 255).astype(np.uint8)
+        fused = (np.clip(pair.visible.image, 0, 1) * 255).astype(np.uint8)
         dets = [Detection(int(b[0]), self.classes[int(b[0])], 0.9, *b[1:]) for b in self.gt[pair.thermal.stamp_ns]]
         return Result(pair, {"det": TaskOutput(fused, dets)}, {"total": 1.0})
 
@@ -161,7 +161,7 @@ def test_pipeline_errors_and_size_mismatch_are_accounted(pairs_dir, tmp_path, ra
     s = replay(made.bag, runtime_defaults({"replay.metrics_pairs": 0}), tmp_path / "o1",
                pipeline=PerfectDetector(side, fail_every=3), progress=False)
     fails = (N - 1) // 3
-    for st in ("thermal", "rgb"):
+    for st in ("thermal", "visible"):
         a = s.accounting[st]
         assert a["dropped"] == {"pipeline_error": fails, "unflushed": 1}
         assert a["received"] == N and a["fused"] == N - 1 - fails and a["balanced"]
@@ -177,10 +177,10 @@ def test_pipeline_errors_and_size_mismatch_are_accounted(pairs_dir, tmp_path, ra
             t = 1_000_000_000 + k * 100_000_000
             w.write(bags.THERMAL_TOPIC, t, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "th"),
                                                               np.full((H, W), 100, np.uint8), "mono8"))
-            w.write(bags.RGB_TOPIC, t + 1, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "rgb"),
+            w.write(bags.RGB_TOPIC, t + 1, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "visible"),
                                                               np.full((H // 2, W // 2, 3), 90, np.uint8), "rgb8"))
     s = replay(tmp_path / "mm", _cfg(random_vfn_ckpt, **{"replay.metrics_pairs": 0}), tmp_path / "o2", progress=False)
-    for st in ("thermal", "rgb"):
+    for st in ("thermal", "visible"):
         assert s.accounting[st]["dropped"] == {"size_mismatch": 5}
         assert s.accounting[st]["balanced"]
     assert s.pairs_fused == 0 and "differ" in s.drops[0]["detail"]
@@ -201,11 +201,11 @@ def test_undecodable_message_is_an_accounted_drop(tmp_path, random_vfn_ckpt):
             else:
                 w.write(bags.THERMAL_TOPIC, t, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "th"),
                                                                   np.full((H, W), 80, np.uint8), "mono8"))
-            w.write(bags.RGB_TOPIC, t + 1, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "rgb"),
+            w.write(bags.RGB_TOPIC, t + 1, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "visible"),
                                                               np.full((H, W, 3), 90, np.uint8), "rgb8"))
     s = replay(tmp_path / "g", _cfg(random_vfn_ckpt, **{"replay.metrics_pairs": 0}), tmp_path / "o", progress=False)
     assert s.accounting["thermal"]["dropped"] == {"decode_error": 1}
-    assert s.accounting["rgb"]["dropped"] == {"no_partner": 1}
+    assert s.accounting["visible"]["dropped"] == {"no_partner": 1}
     assert s.pairs_fused == 3 and s.balanced
     bad = next(d for d in s.drops if d["reason"] == "decode_error")
     assert bad["stamp_ns"] == 2_100_000_000 and "cannot deserialize" in bad["detail"]
@@ -252,7 +252,7 @@ def test_cli_bad_bags(case, pairs_dir, tmp_path, random_vfn_ckpt, capsys):
     else:
         made = bags.make_bag(pairs_dir, bag, bags.MakeBagOptions(storage="mcap"), progress=False)
         if case == "missing_topic":
-            extra = ["--set", "replay.rgb_topic=/camera/color"]
+            extra = ["--set", "replay.visible_topic=/camera/color"]
         elif case == "truncated":
             data = next(made.bag.glob("*.mcap"))
             data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
@@ -264,7 +264,7 @@ def test_cli_bad_bags(case, pairs_dir, tmp_path, random_vfn_ckpt, capsys):
     lines = [ln for ln in err.strip().splitlines() if ln]
     assert len(lines) == 1 and lines[0].startswith("ERROR: "), err
     assert "Traceback" not in err + out
-    want = {"missing_topic": "rgb topic '/camera/color' not in bag", "wrong_type": "carries std_msgs/msg/String",
+    want = {"missing_topic": "visible topic '/camera/color' not in bag", "wrong_type": "carries std_msgs/msg/String",
             "truncated": "truncated or corrupt", "not_a_bag": "no metadata.yaml", "out_exists": "exists already"}[case]
     assert want in lines[0]
 

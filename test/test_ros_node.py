@@ -58,33 +58,33 @@ pytestmark = pytest.mark.skipif(_ros_available() is not None, reason=str(_ros_av
 
 
 def _pair(stamp: int = 5):
-    from ivif_fusion.runtime.types import Frame, Pair
+    from ivif_fusion.types import Frame, Pair
 
     t = Frame(stamp, "thermal_optical", np.zeros((4, 6), np.float32), "mono16", "thermal")
-    r = Frame(stamp + 1, "rgb_optical", np.zeros((4, 6, 3), np.float32), "rgb8", "rgb")
+    r = Frame(stamp + 1, "rgb_optical", np.zeros((4, 6, 3), np.float32), "rgb8", "visible")
     return Pair(t, r)
 
 
 def test_accounting_balances_with_superseded_and_errors():
     from ivif_fusion.ros.accounting import NodeAccounting
     from ivif_fusion.runtime.sync import Synchronizer
-    from ivif_fusion.runtime.types import DropReason, Frame
+    from ivif_fusion.types import DropReason, Frame
 
     acc = NodeAccounting(Synchronizer("exact", 10, None))
     for k in (1, 2, 3):
-        for s in ("thermal", "rgb"):
+        for s in ("thermal", "visible"):
             acc.push(Frame(k, "f", np.zeros((2, 2), np.float32), "mono8", s))
-    acc.reject("rgb", 9, DropReason.UNSUPPORTED_ENCODING, "yuv422")
+    acc.reject("visible", 9, DropReason.UNSUPPORTED_ENCODING, "yuv422")
     snap = acc.snapshot()
     # Three exact pairs went through the one-pair slot: the first two were superseded, one waits.
     assert snap["pairs"] == {"processed": 0, "in_flight": 1}
     assert snap["streams"]["thermal"]["dropped"] == {"superseded": 2}
-    assert snap["streams"]["rgb"]["dropped"] == {"superseded": 2, "unsupported_encoding": 1}
+    assert snap["streams"]["visible"]["dropped"] == {"superseded": 2, "unsupported_encoding": 1}
     assert NodeAccounting.balanced(snap)
     pair = acc.take(timeout=0)
     assert pair.thermal.stamp_ns == 3
     acc.done(pair)
-    for s in ("thermal", "rgb"):
+    for s in ("thermal", "visible"):
         acc.push(Frame(4, "f", np.zeros((2, 2), np.float32), "mono8", s))
     acc.done(acc.take(timeout=0), DropReason.PIPELINE_ERROR, "boom")
     acc.push(Frame(5, "f", np.zeros((2, 2), np.float32), "mono8", "thermal"))
@@ -99,7 +99,7 @@ def test_result_messages_copy_header_and_encode():
     from ivif_fusion.config import RosConfig
     from ivif_fusion.io.messages import stamp_ns
     from ivif_fusion.ros.convert import result_messages, ros_classes
-    from ivif_fusion.runtime.types import Detection, Result, TaskOutput
+    from ivif_fusion.types import Detection, Result, TaskOutput
 
     c = ros_classes()
     header = c["Header"](stamp=c["Time"](sec=12, nanosec=345), frame_id="thermal_optical")
@@ -132,7 +132,7 @@ def test_diagnostics_message_lists_every_reason():
     from ivif_fusion.ros.accounting import NodeAccounting
     from ivif_fusion.ros.convert import diagnostics_msg, parse_diagnostics, ros_classes
     from ivif_fusion.runtime.sync import Synchronizer
-    from ivif_fusion.runtime.types import DropReason
+    from ivif_fusion.types import DropReason
 
     c = ros_classes()
     acc = NodeAccounting(Synchronizer())
@@ -142,7 +142,7 @@ def test_diagnostics_message_lists_every_reason():
     msg = diagnostics_msg(c, c["Header"](), "/fusion_node", acc.snapshot(), backend="torch", level=1, message="x")
     kv = parse_diagnostics(msg)
     assert kv["thermal.received"] == "1" and kv["thermal.dropped.non_finite"] == "1"
-    assert sum(k.startswith("rgb.dropped.") for k in kv) == len(DropReason)
+    assert sum(k.startswith("visible.dropped.") for k in kv) == len(DropReason)
     assert kv["backend"] == "torch" and msg.status[0].level == bytes([1])
     lat = parse_diagnostics(msg, ": latency")
     assert lat == {"decode.mean_ms": "3.000", "decode.last_ms": "4.000", "decode.max_ms": "4.000", "decode.count": "2"}
@@ -309,7 +309,7 @@ def _latest_diag(diags: list, min_time: float = 0.0) -> dict | None:
 
 
 def _balanced(kv: dict) -> bool:
-    for s in ("thermal", "rgb"):
+    for s in ("thermal", "visible"):
         dropped = sum(int(v) for k, v in kv.items() if k.startswith(f"{s}.dropped."))
         if int(kv[f"{s}.received"]) != int(kv[f"{s}.paired"]) + dropped + int(kv[f"{s}.pending"]):
             return False
@@ -322,7 +322,7 @@ def _wait_quiet(client: Client, diags: list, thermal: int, rgb: int, after: floa
 
     def ready() -> bool:
         kv = _latest_diag(diags, after)
-        if kv and int(kv["thermal.received"]) == thermal and int(kv["rgb.received"]) == rgb \
+        if kv and int(kv["thermal.received"]) == thermal and int(kv["visible.received"]) == rgb \
                 and kv["pairs.in_flight"] == "0":
             out.update(kv)
             return True
@@ -353,12 +353,12 @@ def live(tmp_path_factory, ros_client, random_vfn_ckpt, pairs):  # noqa: ANN001,
         subs.append(ros_client.collect(Detection2DArray, f"{NODE}/detections/detection", qos, dets))
         subs.append(ros_client.collect(Image, f"{NODE}/mask/segmentation", qos, masks))
     pubs = {"thermal": ros_client.node.create_publisher(Image, "thermal/image", qos),
-            "rgb": ros_client.node.create_publisher(Image, "rgb/image", qos)}
+            "visible": ros_client.node.create_publisher(Image, "rgb/image", qos)}
     ros_client.wait(lambda: all(p.get_subscription_count() > 0 for p in pubs.values())
                     and all(s.get_publisher_count() > 0 for s in subs), 30, "publishers/subscribers to match")
     state = {"node": node, "tasks": tasks, "det_skip": det_skip, "got": got, "dets": dets, "masks": masks,
              "diags": diags,
-             "pubs": pubs, "factory": MessageFactory(pairs, rgb_compressed=False), "tmp": tmp}
+             "pubs": pubs, "factory": MessageFactory(pairs, visible_compressed=False), "tmp": tmp}
     yield state
     node.stop()
 
@@ -404,12 +404,12 @@ def test_live_rgb8_scenario(live, ros_client):  # noqa: ANN001
     print(f"scenario: {time.perf_counter() - t_start:.1f} s, diagnostics {kv}")
     assert _balanced(kv), kv
     paired = int(kv["thermal.paired"])
-    assert int(kv["rgb.paired"]) == paired
+    assert int(kv["visible.paired"]) == paired
     # Every thermal frame has an RGB frame within 17 ms + jitter (slop 50 ms): all pair except a pending one;
     # the rest of the RGB frames are the extra 30 Hz frames no thermal frame claims.
     assert int(kv["thermal.dropped.no_partner"]) == 0 and int(kv["thermal.dropped.queue_overflow"]) == 0, kv
     assert int(kv["thermal.dropped.superseded"]) + int(kv["thermal.pending"]) + paired == n_t, kv
-    assert int(kv["thermal.dropped.decode_error"]) == 0 and int(kv["rgb.dropped.unsupported_encoding"]) == 0
+    assert int(kv["thermal.dropped.decode_error"]) == 0 and int(kv["visible.dropped.unsupported_encoding"]) == 0
     # How many pairs inference keeps up with depends on the (shared) CPU; latest-pair-wins drops the rest.
     assert paired >= 3, f"too few pairs processed: {kv}"
     thermal_stamps = {s.stamp_ns for s in sends if s.stream == "thermal"}
@@ -512,11 +512,11 @@ def test_live_fuzz_node_survives_and_balances(live, ros_client):  # noqa: ANN001
     kinds = ["encoding", "step", "size", "nan", "empty"]
     expected: dict[str, int] = {}
     stamp = 1_800_000_000 * 10**9
-    sent = {"thermal": 0, "rgb": 0}
+    sent = {"thermal": 0, "visible": 0}
     factory = live["factory"]
     pubs = live["pubs"]
     for i in range(240):
-        stream = ("thermal", "rgb")[i % 2]
+        stream = ("thermal", "visible")[i % 2]
         msg, reason = _bad_image(kinds[i % len(kinds)], stamp + i * 1000, rng)
         pubs[stream].publish(msg)
         sent[stream] += 1
@@ -545,7 +545,7 @@ def test_live_fuzz_node_survives_and_balances(live, ros_client):  # noqa: ANN001
     for s in later:
         sent[s.stream] += 1
     kv = _wait_quiet(ros_client, diags, base["thermal.received"] + sent["thermal"],
-                     base["rgb.received"] + sent["rgb"], t_start)
+                     base["visible.received"] + sent["visible"], t_start)
     assert live["node"].alive()
     assert _balanced(kv), kv
     for key, n in expected.items():
@@ -557,7 +557,7 @@ def test_live_fuzz_node_survives_and_balances(live, ros_client):  # noqa: ANN001
     assert "Traceback" not in live["node"].log()
 
 
-def test_live_compressed_rgb_and_clean_shutdown(tmp_path, ros_client, random_vfn_ckpt, pairs, live):  # noqa: ANN001
+def test_live_compressed_visible_and_clean_shutdown(tmp_path, ros_client, random_vfn_ckpt, pairs, live):  # noqa: ANN001
     """Node B: RGB as CompressedImage (jpeg); fused outputs carry thermal headers; SIGINT exits 0."""
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CompressedImage, Image
@@ -565,8 +565,8 @@ def test_live_compressed_rgb_and_clean_shutdown(tmp_path, ros_client, random_vfn
     live["node"].stop()  # one node at a time keeps the 2 cores for this one
     assert live["node"].proc.returncode == 0, live["node"].log()[-2000:]
     node = _start(tmp_path, random_vfn_ckpt, ros_client, [{"name": "fusion", "kind": "fusion"}],
-                     {"ros.rgb_compressed": "true", "ros.fused_encoding": "bgr8",
-                      "ros.thermal_topic": "cam_b/thermal", "ros.rgb_topic": "cam_b/rgb/compressed"})
+                     {"ros.visible_compressed": "true", "ros.fused_encoding": "bgr8",
+                      "ros.thermal_topic": "cam_b/thermal", "ros.visible_topic": "cam_b/rgb/compressed"})
     try:
         qos = _qos(400)
         got: list = []
@@ -574,18 +574,18 @@ def test_live_compressed_rgb_and_clean_shutdown(tmp_path, ros_client, random_vfn
         subs = [ros_client.collect(Image, f"{NODE}/fused/fusion", qos, got),
                 ros_client.collect(DiagnosticArray, "/diagnostics", _qos(50), diags)]
         pubs = {"thermal": ros_client.node.create_publisher(Image, "cam_b/thermal", qos),
-                "rgb": ros_client.node.create_publisher(CompressedImage, "cam_b/rgb/compressed", qos)}
+                "visible": ros_client.node.create_publisher(CompressedImage, "cam_b/rgb/compressed", qos)}
         ros_client.wait(lambda: all(p.get_subscription_count() > 0 for p in pubs.values())
                         and all(s.get_publisher_count() > 0 for s in subs), 30, "matching")
         sends = [Send(s.at_s, s.stream, s.stamp_ns + 10**12, s.index) for s in schedule(2.0, seed=2)]
         t_start = time.perf_counter()
-        _send(ros_client, pubs, MessageFactory(pairs, rgb_compressed=True), sends)
+        _send(ros_client, pubs, MessageFactory(pairs, visible_compressed=True), sends)
         n_t = sum(s.stream == "thermal" for s in sends)
         kv = _wait_quiet(ros_client, diags, n_t, len(sends) - n_t, t_start)
-        assert _balanced(kv) and int(kv["rgb.dropped.decode_error"]) == 0, kv
+        assert _balanced(kv) and int(kv["visible.dropped.decode_error"]) == 0, kv
         paired = int(kv["thermal.paired"])
         print(f"compressed scenario: {time.perf_counter() - t_start:.1f} s, diagnostics {kv}")
-        assert int(kv["thermal.dropped.no_partner"]) == 0 and int(kv["rgb.dropped.unsupported_encoding"]) == 0, kv
+        assert int(kv["thermal.dropped.no_partner"]) == 0 and int(kv["visible.dropped.unsupported_encoding"]) == 0, kv
         assert paired >= 3, kv
         ros_client.wait(lambda: len(got) >= paired, 10, "fused outputs")
         from ivif_fusion.io.messages import stamp_ns

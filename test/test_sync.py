@@ -17,7 +17,7 @@ import pytest
 from ivif_fusion.config import SyncConfig
 from ivif_fusion.runtime.sync import (STREAMS, ApproximateTimePolicy, ExactTimePolicy, LatestPairSlot,
                                       Synchronizer, pair_drops)
-from ivif_fusion.runtime.types import DropReason, Frame, Pair
+from ivif_fusion.types import DropReason, Frame, Pair
 
 S = 1_000_000_000  # one second in ns
 _IMG = np.zeros((1, 1), np.float32)
@@ -31,8 +31,8 @@ def run(sync: Synchronizer, events: list[tuple[float, str]]):
     """Push (seconds, 'A'|'B') events; return (pairs as (thermal_s, rgb_s), all drops)."""
     pairs, drops = [], []
     for t, topic in events:
-        p, d = sync.push(frame("thermal" if topic == "A" else "rgb", int(round(t * S))))
-        pairs += [(x.thermal.stamp_ns / S, x.rgb.stamp_ns / S) for x in p]
+        p, d = sync.push(frame("thermal" if topic == "A" else "visible", int(round(t * S))))
+        pairs += [(x.thermal.stamp_ns / S, x.visible.stamp_ns / S) for x in p]
         drops += d
         assert sync.balanced()
     return pairs, drops
@@ -60,10 +60,10 @@ def test_perfect_match():
     pairs, drops = run(sync, ev)
     assert pairs == [(0, 1), (3, 4)]
     assert drops == []
-    assert sync.queued("thermal") == 1 and sync.queued("rgb") == 1
+    assert sync.queued("thermal") == 1 and sync.queued("visible") == 1
     left = sync.flush()
-    assert sorted((d.stream, d.stamp_ns, d.reason) for d in left) == [
-        ("rgb", 7 * S, DropReason.UNFLUSHED), ("thermal", 6 * S, DropReason.UNFLUSHED)]
+    assert sorted((d.stream, d.stamp_ns, d.reason) for d in left) == sorted([
+        ("visible", 7 * S, DropReason.UNFLUSHED), ("thermal", 6 * S, DropReason.UNFLUSHED)])
     assert sync.balanced() and sync.queued("thermal") == 0
 
 
@@ -72,8 +72,8 @@ def test_imperfect_match():
     ev = [(0, "A"), (1, "B"), (2, "A"), (3, "A"), (5, "B"), (6, "A"), (7, "B")]
     pairs, drops = run(approx(), ev)
     assert pairs == [(0, 1), (6, 5)]
-    assert sorted((d.stream, d.stamp_ns // S, d.reason) for d in drops) == [
-        ("thermal", 2, DropReason.SUPERSEDED), ("thermal", 3, DropReason.SUPERSEDED)]
+    assert sorted((d.stream, d.stamp_ns // S, d.reason) for d in drops) == sorted([
+        ("thermal", 2, DropReason.SUPERSEDED), ("thermal", 3, DropReason.SUPERSEDED)])
 
 
 def test_acceleration():
@@ -83,8 +83,8 @@ def test_acceleration():
     ev = [(0, "A"), (7, "B"), (12, "A"), (15, "B"), (17, "A"), (18, "B")]
     pairs, drops = run(approx(), ev)
     assert pairs == [(12, 7), (17, 18)]
-    assert sorted((d.stream, d.stamp_ns // S, d.reason) for d in drops) == [
-        ("rgb", 15, DropReason.SUPERSEDED), ("thermal", 0, DropReason.SUPERSEDED)]
+    assert sorted((d.stream, d.stamp_ns // S, d.reason) for d in drops) == sorted([
+        ("visible", 15, DropReason.SUPERSEDED), ("thermal", 0, DropReason.SUPERSEDED)])
 
 
 DROPPED_EVENTS = [(0, "A"), (1, "B"), (3, "B"), (4, "A"), (7, "B"), (8, "A"), (10, "A"), (11, "B"),
@@ -102,7 +102,7 @@ def test_dropped_messages_queue_1():
     assert Counter(d.reason for d in drops)[DropReason.QUEUE_OVERFLOW] >= 1
     sync.flush()
     c = sync.counters
-    assert c.received == {"thermal": 5, "rgb": 5} and c.paired == {"thermal": 2, "rgb": 2}
+    assert c.received == {"thermal": 5, "visible": 5} and c.paired == {"thermal": 2, "visible": 2}
     assert all(c.total_dropped(s) == 3 for s in STREAMS)
 
 
@@ -124,7 +124,7 @@ def test_long_queue():
     assert pairs == [(10, 10)]
     reasons = Counter((d.stream, d.reason) for d in drops)
     assert reasons[("thermal", DropReason.QUEUE_OVERFLOW)] >= 4
-    assert ("rgb", DropReason.NO_PARTNER) in reasons  # j had no valid partner left
+    assert ("visible", DropReason.NO_PARTNER) in reasons  # j had no valid partner left
 
 
 def test_double_publish():
@@ -132,7 +132,7 @@ def test_double_publish():
     sync = approx()
     run(sync, [(0, "A"), (1, "B"), (3, "B")])
     pairs, drops = sync.push(frame("thermal", 3 * S))
-    assert [(p.thermal.stamp_ns // S, p.rgb.stamp_ns // S) for p in pairs] == [(0, 1), (3, 3)]
+    assert [(p.thermal.stamp_ns // S, p.visible.stamp_ns // S) for p in pairs] == [(0, 1), (3, 3)]
     assert drops == []
 
 
@@ -178,12 +178,12 @@ def test_slop_rejects_wide_sets():
     sync = approx(slop_s=0.05)
     p, d = sync.push(frame("thermal", 0))
     assert (p, d) == ([], [])
-    p, d = sync.push(frame("rgb", 100_000_000))  # 100 ms apart > 50 ms
+    p, d = sync.push(frame("visible", 100_000_000))  # 100 ms apart > 50 ms
     assert p == [] and [(x.stream, x.stamp_ns, x.reason) for x in d] == [("thermal", 0, DropReason.NO_PARTNER)]
     p, d = sync.push(frame("thermal", 110_000_000))
     assert (p, d) == ([], [])  # (110, 100) is a candidate, not yet proven best
-    p, d = sync.push(frame("rgb", 200_000_000))
-    assert [(x.thermal.stamp_ns, x.rgb.stamp_ns) for x in p] == [(110_000_000, 100_000_000)]
+    p, d = sync.push(frame("visible", 200_000_000))
+    assert [(x.thermal.stamp_ns, x.visible.stamp_ns) for x in p] == [(110_000_000, 100_000_000)]
     assert d == []
 
 
@@ -193,8 +193,8 @@ def test_slop_boundary_is_inclusive():
     pairs, drops = run(approx(slop_s=0.05), ev)
     # span exactly 50 ms pairs; 60 ms does not
     assert [(round(a * 1000), round(b * 1000)) for a, b in pairs] == [(0, 50), (400, 450), (600, 600)]
-    assert sorted((d.stream, d.stamp_ns // ms, d.reason) for d in drops) == [
-        ("rgb", 260, DropReason.NO_PARTNER), ("thermal", 200, DropReason.NO_PARTNER)]
+    assert sorted((d.stream, d.stamp_ns // ms, d.reason) for d in drops) == sorted([
+        ("visible", 260, DropReason.NO_PARTNER), ("thermal", 200, DropReason.NO_PARTNER)])
 
 
 def test_slop_zero_pairs_only_equal_stamps():
@@ -229,9 +229,9 @@ def test_exact_mode_pairs_equal_stamps_and_drops_older():
     ev = [(1, "A"), (2, "A"), (2, "B"), (3, "B"), (4, "A"), (4, "B")]
     pairs, drops = run(sync, ev)
     assert pairs == [(2, 2), (4, 4)]
-    assert sorted((d.stream, d.stamp_ns // S, d.reason) for d in drops) == [
-        ("rgb", 3, DropReason.NO_PARTNER), ("thermal", 1, DropReason.NO_PARTNER)]
-    assert sync.queued("thermal") == 0 and sync.queued("rgb") == 0
+    assert sorted((d.stream, d.stamp_ns // S, d.reason) for d in drops) == sorted([
+        ("visible", 3, DropReason.NO_PARTNER), ("thermal", 1, DropReason.NO_PARTNER)])
+    assert sync.queued("thermal") == 0 and sync.queued("visible") == 0
 
 
 def test_exact_mode_queue_bound():
@@ -273,21 +273,21 @@ def test_out_of_order_and_duplicate(mode):
 
 def test_reject_counts_and_seq():
     sync = approx()
-    f0, f1 = frame("rgb", 0), frame("rgb", S)
+    f0, f1 = frame("visible", 0), frame("visible", S)
     sync.push(f0)
-    d = sync.reject("rgb", 5, DropReason.DECODE_ERROR, "bad jpeg")
+    d = sync.reject("visible", 5, DropReason.DECODE_ERROR, "bad jpeg")
     sync.push(f1)
     assert (f0.seq, f1.seq) == (0, 2)
-    assert d.reason == DropReason.DECODE_ERROR and d.stream == "rgb" and d.detail == "bad jpeg"
-    assert sync.counters.as_dict() == {"received": {"thermal": 0, "rgb": 3}, "paired": {"thermal": 0, "rgb": 0},
-                                       "dropped": {"thermal": {}, "rgb": {"decode_error": 1}}}
+    assert d.reason == DropReason.DECODE_ERROR and d.stream == "visible" and d.detail == "bad jpeg"
+    assert sync.counters.as_dict() == {"received": {"thermal": 0, "visible": 3}, "paired": {"thermal": 0, "visible": 0},
+                                       "dropped": {"thermal": {}, "visible": {"decode_error": 1}}}
     assert sync.balanced()
 
 
 def _random_events(rng: np.random.Generator, n: int):
     """Two jittery camera streams (thermal ~ 30 Hz, rgb ~ 25 Hz) with gaps, duplicates and local reordering."""
     events = []
-    for stream, period in (("thermal", 33_333_333), ("rgb", 40_000_000)):
+    for stream, period in (("thermal", 33_333_333), ("visible", 40_000_000)):
         t = np.cumsum(rng.integers(period // 2, period * 2, size=n)) + rng.integers(0, period)
         keep = rng.random(n) > 0.1                                  # 10 % lost frames
         for ts in t[keep]:
@@ -322,30 +322,30 @@ def test_random_streams_every_frame_accounted(mode, queue_size, slop_s):
         drops_all += drops
         for p in pairs:
             used[id(p.thermal)] += 1
-            used[id(p.rgb)] += 1
-            assert p.thermal.stream == "thermal" and p.rgb.stream == "rgb"
+            used[id(p.visible)] += 1
+            assert p.thermal.stream == "thermal" and p.visible.stream == "visible"
         assert sync.balanced()
     drops_all += sync.flush()
-    assert sync.balanced() and sync.queued("thermal") == sync.queued("rgb") == 0
+    assert sync.balanced() and sync.queued("thermal") == sync.queued("visible") == 0
     # every frame exactly once: as part of one pair or as one drop
     assert max(used.values(), default=1) == 1
     out = Counter((d.stream, d.stamp_ns) for d in drops_all)
     for p in pairs_all:
         out[("thermal", p.thermal.stamp_ns)] += 1
-        out[("rgb", p.rgb.stamp_ns)] += 1
+        out[("visible", p.visible.stamp_ns)] += 1
     assert out == Counter((f.stream, f.stamp_ns) for f in frames)
     c = sync.counters
     for s in STREAMS:
         assert c.received[s] == c.paired[s] + c.total_dropped(s) == sum(1 for f in frames if f.stream == s)
     assert len(pairs_all) == c.pairs > 0
     # sets never cross and respect the slop
-    for s in ("thermal", "rgb"):
+    for s in ("thermal", "visible"):
         st = [getattr(p, s).stamp_ns for p in pairs_all]
         assert st == sorted(st) and len(set(st)) == len(st)
     if mode == "exact" or slop_s == 0.0:
-        assert all(p.thermal.stamp_ns == p.rgb.stamp_ns for p in pairs_all)
+        assert all(p.thermal.stamp_ns == p.visible.stamp_ns for p in pairs_all)
     elif slop_s is not None:
-        assert all(abs(p.thermal.stamp_ns - p.rgb.stamp_ns) <= int(slop_s * S) for p in pairs_all)
+        assert all(abs(p.thermal.stamp_ns - p.visible.stamp_ns) <= int(slop_s * S) for p in pairs_all)
 
 
 @pytest.mark.parametrize("slop_s", [None, 0.03])
@@ -388,7 +388,7 @@ def test_pairs_are_minimal_span_against_brute_force():
 
 
 def _pair(t: int) -> Pair:
-    return Pair(frame("thermal", t), frame("rgb", t))
+    return Pair(frame("thermal", t), frame("visible", t))
 
 
 def test_latest_pair_slot_supersedes():
@@ -401,7 +401,7 @@ def test_latest_pair_slot_supersedes():
     assert old is p1
     drops = pair_drops(old, DropReason.SUPERSEDED, "newer pair")
     assert [(d.stream, d.stamp_ns, d.reason) for d in drops] == [
-        ("thermal", 1, DropReason.SUPERSEDED), ("rgb", 1, DropReason.SUPERSEDED)]
+        ("thermal", 1, DropReason.SUPERSEDED), ("visible", 1, DropReason.SUPERSEDED)]
     assert slot.get(timeout=0.01) is p2
     assert slot.get(timeout=0.01) is None and len(slot) == 0
 

@@ -12,7 +12,7 @@ import torch
 
 from ivif_fusion.models.checkpoint import CheckpointError
 from ivif_fusion.paths import MODELS_DIR, data_root
-from ivif_fusion.runtime.types import Detection
+from ivif_fusion.types import Detection
 from ivif_fusion.tasks import ADAPTERS, TaskInputError, as_batch, load_task
 from ivif_fusion.tasks.detection import DetectorConfig, Letterbox, YoloDetector, _targets_tensor, letterbox
 from ivif_fusion.tasks.segmentation import SegmenterConfig, SmallSegmenter

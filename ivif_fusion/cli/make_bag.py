@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corrupt", type=float, default=0.0, help="per-pair probability of damaging one frame's data")
     p.add_argument("--seed", type=int, default=0, help="seed of jitter and fault draws")
     p.add_argument("--thermal-encoding", choices=["mono8", "mono16"], default="mono8", help="thermal Image encoding")
-    p.add_argument("--compressed-rgb", action="store_true", help="write RGB as sensor_msgs/CompressedImage (JPEG)")
+    p.add_argument("--compressed-visible", action="store_true", help="write the visible image as sensor_msgs/CompressedImage (JPEG)")
     p.add_argument("--labels", help="YOLO labels folder (<name>.txt; classes.txt here or in the parent): "
                                     "ground-truth boxes go into the sidecar")
     p.add_argument("--split", choices=["eval", "train", "val", "all"], default="all",
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=0, help="use at most this many pairs (0 = all)")
     p.add_argument("--max-side", type=int, default=0, help="downscale images so the long side is at most this")
     p.add_argument("--thermal-topic", default=d.thermal_topic, help="thermal topic name")
-    p.add_argument("--rgb-topic", default=d.rgb_topic, help="RGB topic name")
+    p.add_argument("--visible-topic", default=d.visible_topic, help="visible image topic name")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     opts = MakeBagOptions(storage=args.storage, rate_hz=args.rate, jitter_ms=args.jitter, drop=args.drop,
                           duplicate=args.duplicate, reorder=args.reorder, corrupt=args.corrupt, seed=args.seed,
-                          thermal_encoding=args.thermal_encoding, compressed_rgb=args.compressed_rgb,
-                          max_side=args.max_side, thermal_topic=args.thermal_topic, rgb_topic=args.rgb_topic)
+                          thermal_encoding=args.thermal_encoding, compressed_visible=args.compressed_visible,
+                          max_side=args.max_side, thermal_topic=args.thermal_topic, visible_topic=args.visible_topic)
     res = make_bag(args.pairs, args.out, opts, names=names, labels_dir=args.labels, progress=not args.no_progress)
     faults: dict[str, int] = {}
     for f in res.faults:

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="backbone checkpoint (overrides pipeline.backbone_weights)")
     p.add_argument("--sidecar", help="make-bag sidecar JSON (default: <bag>/ivif_sidecar.json when present)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                   help="override a config key, e.g. --set replay.rgb_topic=/cam/rgb --set pipeline.max_side=320")
+                   help="override a config key, e.g. --set replay.visible_topic=/cam/rgb --set pipeline.max_side=320")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

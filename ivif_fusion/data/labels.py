@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from ..errors import UserError
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     pass
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from ..imageops import ImageError, normalize_thermal, normalize_visible
+from ..errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-class PairError(ValueError):
+class PairError(UserError, ValueError):
     """A paired folder is inconsistent or an image cannot be read."""
 
 

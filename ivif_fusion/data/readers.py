@@ -61,7 +61,7 @@ DEFAULT_SET = "default"  # name of the single box set of layouts without named s
 # --------------------------------------------------------------------------- errors
 
 
-class LayoutError(PairError, UserError):
+class LayoutError(PairError):
     """A dataset folder does not match its layout or is inconsistent (file named in the message)."""
 
 

@@ -339,13 +339,13 @@ class MakeBagOptions:
     corrupt: float = 0.0            # per-pair probability of damaging one frame's image data
     seed: int = 0
     thermal_encoding: str = "mono8"  # mono8 | mono16
-    compressed_rgb: bool = False
+    compressed_visible: bool = False
     jpeg_quality: int = 90
     max_side: int = 0               # downscale images so the long side is at most this (0 = keep)
     thermal_topic: str = THERMAL_TOPIC
-    rgb_topic: str = RGB_TOPIC
+    visible_topic: str = RGB_TOPIC
     thermal_frame_id: str = "thermal_optical_frame"
-    rgb_frame_id: str = "rgb_optical_frame"
+    visible_frame_id: str = "rgb_optical_frame"
     start_ns: int = 1_700_000_000_000_000_000  # first nominal stamp (a plausible wall-clock time)
 
 
@@ -378,7 +378,7 @@ def _plan_faults(n: int, opts: MakeBagOptions, rng: np.random.Generator) -> list
     k = 2
     while k <= n - 3:
         u = rng.random()
-        stream = ("thermal", "rgb")[int(rng.integers(2))]
+        stream = ("thermal", "visible")[int(rng.integers(2))]
         kind = None
         acc = 0.0
         for name, p in zip(FAULT_KINDS, probs, strict=True):
@@ -492,9 +492,9 @@ def make_bag(pairs: str | Path, out: str | Path, opts: MakeBagOptions | None = N
     delay = rng.uniform(1.0, 3.0, size=(n, 2))
     plan = _plan_faults(n, opts, rng)
     by_index = {k: (kind, stream) for kind, stream, k in plan}
-    streams = ("thermal", "rgb")
-    topics = {"thermal": opts.thermal_topic, "rgb": opts.rgb_topic}
-    frame_ids = {"thermal": opts.thermal_frame_id, "rgb": opts.rgb_frame_id}
+    streams = ("thermal", "visible")
+    topics = {"thermal": opts.thermal_topic, "visible": opts.visible_topic}
+    frame_ids = {"thermal": opts.thermal_frame_id, "visible": opts.visible_frame_id}
 
     out = Path(out)
     frames_meta: list[dict] = []
@@ -506,7 +506,7 @@ def make_bag(pairs: str | Path, out: str | Path, opts: MakeBagOptions | None = N
     width = height = 0
     with BagWriter(out, opts.storage) as w:
         w.add_topic(opts.thermal_topic, IMAGE)
-        w.add_topic(opts.rgb_topic, COMPRESSED if opts.compressed_rgb else IMAGE)
+        w.add_topic(opts.visible_topic, COMPRESSED if opts.compressed_visible else IMAGE)
         it = tqdm(range(n), desc="make-bag", unit="pair", disable=not progress)
         for k in it:
             s = folder[k]
@@ -517,10 +517,10 @@ def make_bag(pairs: str | Path, out: str | Path, opts: MakeBagOptions | None = N
             logs = {st: stamps[st] + round(delay[k, i] * 1e6) for i, st in enumerate(streams)}
             msgs = {"thermal": _thermal_msg(ir, make_header(stamps["thermal"], frame_ids["thermal"]),
                                             opts.thermal_encoding),
-                    "rgb": _rgb_msg(vi, make_header(stamps["rgb"], frame_ids["rgb"]), opts.compressed_rgb,
+                    "visible": _rgb_msg(vi, make_header(stamps["visible"], frame_ids["visible"]), opts.compressed_visible,
                                     opts.jpeg_quality)}
             meta: dict[str, Any] = {"index": k, "name": s.name, "thermal_stamp_ns": stamps["thermal"],
-                                    "rgb_stamp_ns": stamps["rgb"], "written": {"thermal": 1, "rgb": 1}}
+                                    "visible_stamp_ns": stamps["visible"], "written": {"thermal": 1, "visible": 1}}
             if labels is not None:
                 meta["boxes"] = _read_gt(labels, s.name, width, height)
             fault = by_index.get(k)
@@ -560,7 +560,7 @@ def make_bag(pairs: str | Path, out: str | Path, opts: MakeBagOptions | None = N
         "version": 1,
         "source": {"pairs": str(Path(pairs).resolve()), "labels": str(labels.resolve()) if labels else None},
         "options": asdict(opts),
-        "topics": {"thermal": opts.thermal_topic, "rgb": opts.rgb_topic},
+        "topics": {"thermal": opts.thermal_topic, "visible": opts.visible_topic},
         "frame_ids": frame_ids,
         "image_size": [width, height],
         "pairs": n,
@@ -614,7 +614,7 @@ def expected_accounting(sidecar: dict, mode: str = "approximate", slop_s: float 
     frames = sidecar["frames"]
     slop_ns = slop_s * 1e9
     th = np.array([f["thermal_stamp_ns"] for f in frames], dtype=np.int64)
-    rgb = np.array([f["rgb_stamp_ns"] for f in frames], dtype=np.int64)
+    rgb = np.array([f["visible_stamp_ns"] for f in frames], dtype=np.int64)
     n = len(frames)
     if mode == "exact":
         if np.any(th != rgb):
@@ -626,7 +626,7 @@ def expected_accounting(sidecar: dict, mode: str = "approximate", slop_s: float 
             gap = np.minimum(np.abs(th[1:] - rgb[:-1]), np.abs(rgb[1:] - th[:-1]))
             if np.any(gap <= slop_ns):
                 return None
-    streams = ("thermal", "rgb")
+    streams = ("thermal", "visible")
     received = {s: n for s in streams}
     dropped: dict[str, dict[str, int]] = {s: {} for s in streams}
 
@@ -635,7 +635,7 @@ def expected_accounting(sidecar: dict, mode: str = "approximate", slop_s: float 
 
     lost_pairs = 0
     for f in sidecar["faults"]:
-        s, other = f["stream"], ("rgb" if f["stream"] == "thermal" else "thermal")
+        s, other = f["stream"], ("visible" if f["stream"] == "thermal" else "thermal")
         kind = f["kind"]
         if kind == "drop":
             received[s] -= 1

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..imageops import ImageError, normalize_thermal, normalize_visible
-from ..runtime.types import Detection, DropReason, Frame
+from ..types import Detection, DropReason, Frame
 
 
 class ConversionError(UserError, ValueError):
@@ -209,8 +209,8 @@ def msg_to_frame(msg: Any, stream: str, *, thermal_mode16: str = "percentile") -
     Raises:
         ConversionError: reason UNSUPPORTED_ENCODING, DECODE_ERROR or NON_FINITE.
     """
-    if stream not in ("thermal", "rgb"):
-        raise ValueError(f"stream must be 'thermal' or 'rgb', got {stream!r}")
+    if stream not in ("thermal", "visible"):
+        raise ValueError(f"stream must be 'thermal' or 'visible', got {stream!r}")
     try:
         header = msg.header
         t = stamp_ns(header)

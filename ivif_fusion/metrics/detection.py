@@ -5,7 +5,7 @@ Inputs are per image, in pixels, corners (x1, y1, x2, y2):
 - ground truth: an (N, 5) array-like ``[class_id, x1, y1, x2, y2]`` per image (the output of
   :func:`ivif_fusion.data.labels.yolo_to_xyxy`);
 - predictions: an (M, 6) array-like ``[class_id, x1, y1, x2, y2, score]`` per image, or a list of
-  objects with ``class_id, score, x1, y1, x2, y2`` attributes (:class:`ivif_fusion.runtime.types.Detection`).
+  objects with ``class_id, score, x1, y1, x2, y2`` attributes (:class:`ivif_fusion.types.Detection`).
 
 ``gt`` and ``preds`` are either sequences of the same length (image i of one is image i of the
 other) or dicts keyed by image name with the same keys. Images without ground truth are still

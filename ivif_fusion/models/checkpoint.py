@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from ..errors import UserError
 
 FORMAT = "ivif-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, of the wrong kind, or does not match its model."""
 
 

@@ -118,7 +118,7 @@ def samples_figure(samples: Sequence[Any], tasks: Sequence[str], path: Path) -> 
                              squeeze=False)
     for r, s in enumerate(samples):
         t = f"{s.stamp_ns // 1_000_000_000}.{(s.stamp_ns % 1_000_000_000) // 1_000_000:03d}"
-        panels = [("thermal", s.thermal, "gray"), ("RGB", s.rgb, None)]
+        panels = [("thermal", s.thermal, "gray"), ("RGB", s.visible, None)]
         for task in tasks:
             img = s.fused.get(task)
             if img is None:

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 
 from ..runtime.sync import STREAMS, LatestPairSlot, Synchronizer, pair_drops
-from ..runtime.types import Drop, DropReason, Frame, Pair
+from ..types import Drop, DropReason, Frame, Pair
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from ..config import RosConfig
 from ..io.messages import array_to_image_msg, detections_to_msg, mask_to_msg
-from ..runtime.types import Result
+from ..types import Result
 
 # Stages reported in diagnostics besides the pipeline's own (Result.timings_ms).
 NODE_STAGES = ("decode", "wait", "publish", "node_total")
@@ -84,7 +84,7 @@ def diagnostics_msg(classes: Mapping[str, Any], header: Any, name: str, snapshot
     ``pairs.processed``/``pairs.in_flight``; and ``<name>: latency`` with
     ``<stage>.mean_ms``/``last_ms``/``max_ms``/``count`` per stage. Values are decimal text.
     """
-    from ..runtime.types import DropReason
+    from ..types import DropReason
 
     kv = classes["diagnostic_msgs/msg/KeyValue"]
     status_cls = classes["diagnostic_msgs/msg/DiagnosticStatus"]

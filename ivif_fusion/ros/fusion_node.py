@@ -34,7 +34,7 @@ from ..config import ConfigError, RuntimeConfig
 from ..errors import is_user_error
 from ..io.messages import ConversionError, make_header, msg_to_frame, stamp_ns
 from ..runtime.sync import Synchronizer
-from ..runtime.types import DropReason, Pair
+from ..types import DropReason, Pair
 from . import params as P
 from .accounting import NodeAccounting
 from .convert import diagnostics_msg, output_topics, result_messages, ros_classes
@@ -114,7 +114,7 @@ class FusionNode(Node):
             return self.create_subscription(cls, topic, lambda msg: self._on_message(stream, msg), qos)
 
         self._subs = [sub("thermal", ros.thermal_topic, ros.thermal_compressed),
-                      sub("rgb", ros.rgb_topic, ros.rgb_compressed)]
+                      sub("visible", ros.visible_topic, ros.visible_compressed)]
         self._diag_timer = self.create_timer(ros.diagnostics_period_s, self.publish_diagnostics)
         log.info(f"subscribed: thermal={self._subs[0].topic_name} rgb={self._subs[1].topic_name} "
                  f"({ros.qos_reliability}, depth {ros.qos_depth}); publishing "
@@ -173,8 +173,8 @@ class FusionNode(Node):
         from ..runtime.pipeline import PairSizeMismatch
 
         t_start = time.perf_counter()
-        ref = pair.thermal if self.cfg.sync.reference == "thermal" else pair.rgb
-        latest = max(getattr(pair.thermal, "received_s", t_start), getattr(pair.rgb, "received_s", t_start))
+        ref = pair.thermal if self.cfg.sync.reference == "thermal" else pair.visible
+        latest = max(getattr(pair.thermal, "received_s", t_start), getattr(pair.visible, "received_s", t_start))
         timings = {"wait": (t_start - latest) * 1e3}
         try:
             result = self.pipeline.run(pair)

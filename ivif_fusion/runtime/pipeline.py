@@ -26,7 +26,7 @@ from ..models import checkpoint
 from ..models.heads import GENERIC, MultiHeadFusion
 from ..paths import resolve
 from . import backends
-from .types import Pair, Result, TaskOutput
+from ..types import Pair, Result, TaskOutput
 
 log = logging.getLogger("ivif_fusion.pipeline")
 
@@ -170,7 +170,7 @@ class Pipeline:
         return ir.astype(np.float32, copy=False), rgb.astype(np.float32, copy=False)
 
     def run(self, pair: Pair) -> Result:
-        outputs, timings = self.run_arrays(pair.thermal.image, pair.rgb.image)
+        outputs, timings = self.run_arrays(pair.thermal.image, pair.visible.image)
         return Result(pair, outputs, timings)
 
     def run_arrays(self, ir: np.ndarray, rgb: np.ndarray) -> tuple[dict[str, TaskOutput], dict[str, float]]:

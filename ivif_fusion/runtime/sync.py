@@ -13,7 +13,7 @@ Two policies, as in ROS ``message_filters``:
 - ``exact``: the ExactTime policy: only equal stamps pair; when a stamp completes, every
   pending frame with an older stamp is dropped.
 
-:class:`Synchronizer` wraps either policy for the two streams "thermal" and "rgb", rejects
+:class:`Synchronizer` wraps either policy for the two streams "thermal" and "visible", rejects
 out-of-order and duplicate frames, and counts every frame: each received frame ends exactly
 once as part of an emitted :class:`Pair` or as one :class:`Drop` with a reason (see
 docs/pairing.md), so ``received == paired + dropped + queued`` holds after every call.
@@ -26,9 +26,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .types import Drop, DropReason, Frame, Pair
+from ..types import Drop, DropReason, Frame, Pair
 
-STREAMS = ("thermal", "rgb")
+STREAMS = ("thermal", "visible")
 
 # An entry of a policy queue: (stamp_ns, payload).
 Entry = tuple[int, Any]
@@ -338,7 +338,7 @@ class SyncCounters:
 
 
 class Synchronizer:
-    """Pairs "thermal" and "rgb" frames (approximate or exact time) and accounts for every frame.
+    """Pairs "thermal" and "visible" frames (approximate or exact time) and accounts for every frame.
 
     Args:
         mode: ``"approximate"`` (message_filters ApproximateTime + slop) or ``"exact"``.
@@ -387,7 +387,7 @@ class Synchronizer:
     def push(self, frame: Frame) -> tuple[list[Pair], list[Drop]]:
         """Add one frame; return the pairs emitted and the frames dropped because of it.
 
-        ``frame.stream`` must be "thermal" or "rgb". ``frame.seq`` is set to the frame's arrival
+        ``frame.stream`` must be "thermal" or "visible". ``frame.seq`` is set to the frame's arrival
         index within its stream when it is negative.
         """
         stream = frame.stream
@@ -412,7 +412,7 @@ class Synchronizer:
             thermal, rgb = s[0][1], s[1][1]
             for st in STREAMS:
                 self.counters.paired[st] += 1
-            pairs.append(Pair(thermal=thermal, rgb=rgb))
+            pairs.append(Pair(thermal=thermal, visible=rgb))
         drops = [self._drop(STREAMS[i], e[0], reason, detail) for i, e, reason, detail in pdrops]
         return pairs, drops
 
@@ -452,7 +452,7 @@ class Synchronizer:
 def pair_drops(pair: Pair, reason: DropReason, detail: str = "") -> list[Drop]:
     """The two Drops of a pair that was emitted but not processed (superseded, pipeline error)."""
     return [Drop(stream=f.stream or s, stamp_ns=f.stamp_ns, reason=reason, detail=detail)
-            for s, f in zip(STREAMS, (pair.thermal, pair.rgb))]
+            for s, f in zip(STREAMS, (pair.thermal, pair.visible))]
 
 
 class LatestPairSlot:

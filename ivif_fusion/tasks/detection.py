@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from ..runtime.types import Detection
+from ..types import Detection
 from .base import TaskAdapter, TaskInputError, as_batch
 
 PAD_VALUE = 114.0 / 255.0

@@ -40,7 +40,7 @@ def schedule(duration_s: float, thermal_hz: float = 9.0, rgb_hz: float = 30.0, j
     """Messages of both streams for ``duration_s``, in stamp order (stamps strictly increase per stream)."""
     rng = random.Random(seed)
     out = []
-    for stream, hz in (("thermal", thermal_hz), ("rgb", rgb_hz)):
+    for stream, hz in (("thermal", thermal_hz), ("visible", rgb_hz)):
         for k in range(int(duration_s * hz)):
             ideal = k / hz
             jit = rng.uniform(-jitter_s, jitter_s) if k else 0.0
@@ -70,19 +70,19 @@ def load_pairs(root: Path, count: int = 3, size: tuple[int, int] = (160, 120), s
 class MessageFactory:
     """Builds rclpy messages for a :class:`Send` (thermal mono16; RGB rgb8 Image or jpeg CompressedImage)."""
 
-    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], rgb_compressed: bool = False) -> None:
+    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], visible_compressed: bool = False) -> None:
         from builtin_interfaces.msg import Time
         from sensor_msgs.msg import CompressedImage, Image
         from std_msgs.msg import Header
 
         from ivif_fusion.io.messages import array_to_compressed_msg, array_to_image_msg, make_header
 
-        self.Image, self.CompressedImage, self.rgb_compressed = Image, CompressedImage, rgb_compressed
+        self.Image, self.CompressedImage, self.visible_compressed = Image, CompressedImage, visible_compressed
         self._header = lambda stamp, frame: make_header(Header, Time, stamp, frame)
         # Thermal cameras deliver 16-bit counts: spread the 8-bit data over a 14-bit-like range.
         self._thermal = [array_to_image_msg(Image, self._header(0, THERMAL_FRAME),
                                             (ir.astype(np.uint16) * 64 + 1000), "mono16") for ir, _ in pairs]
-        if rgb_compressed:
+        if visible_compressed:
             self._rgb = [array_to_compressed_msg(CompressedImage, self._header(0, RGB_FRAME), rgb, "jpeg", 90)
                          for _, rgb in pairs]
         else:
@@ -90,7 +90,7 @@ class MessageFactory:
 
     @property
     def rgb_type(self) -> type:
-        return self.CompressedImage if self.rgb_compressed else self.Image
+        return self.CompressedImage if self.visible_compressed else self.Image
 
     def make(self, send: Send) -> object:
         """The message for ``send`` (a shared pre-built message with its header stamp replaced)."""
@@ -101,11 +101,11 @@ class MessageFactory:
         return msg
 
 
-def publish(node: object, factory: MessageFactory, sends: list[Send], thermal_topic: str, rgb_topic: str,
+def publish(node: object, factory: MessageFactory, sends: list[Send], thermal_topic: str, visible_topic: str,
             qos: object, on_sent: object = None) -> dict[str, object]:
     """Send ``sends`` in real time on ``node``'s publishers; ``on_sent(send, wall_time)`` after each."""
     pubs = {"thermal": node.create_publisher(factory.Image, thermal_topic, qos),  # type: ignore[attr-defined]
-            "rgb": node.create_publisher(factory.rgb_type, rgb_topic, qos)}  # type: ignore[attr-defined]
+            "visible": node.create_publisher(factory.rgb_type, visible_topic, qos)}  # type: ignore[attr-defined]
     run(pubs, factory, sends, on_sent)
     return pubs
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if args.reliable
                      else ReliabilityPolicy.BEST_EFFORT)
     pubs = {"thermal": node.create_publisher(factory.Image, args.thermal_topic, qos),
-            "rgb": node.create_publisher(factory.rgb_type, args.rgb_topic, qos)}
+            "visible": node.create_publisher(factory.rgb_type, args.visible_topic, qos)}
     deadline = time.monotonic() + args.wait_subscribers
     while time.monotonic() < deadline and min(p.get_subscription_count() for p in pubs.values()) == 0:
         time.sleep(0.05)

@@ -1,4 +1,4 @@
-"""Small shared types of the runtime path (plain dataclasses, no ROS).
+"""Small shared types of the frame path (plain dataclasses, no ROS); the ground floor every layer may import.
 
 Frame -> Synchronizer -> Pair -> Pipeline -> Result. Every frame that is not part of an
 emitted Pair ends as exactly one Drop with a reason, so received = paired + dropped.
@@ -36,14 +36,14 @@ class Frame:
     frame_id: str
     image: np.ndarray
     encoding: str = ""
-    stream: str = ""     # "thermal" or "rgb"
+    stream: str = ""     # "thermal" or "visible"
     seq: int = -1        # arrival index within its stream (for accounting)
 
 
 @dataclass
 class Pair:
     thermal: Frame
-    rgb: Frame
+    visible: Frame
 
     @property
     def stamp_ns(self) -> int:
