@@ -26,6 +26,7 @@ class DropReason(str, enum.Enum):
     SIZE_MISMATCH = "size_mismatch"    # thermal and RGB of a pair differ in size (resize disabled)
     PIPELINE_ERROR = "pipeline_error"  # inference failed on this pair
     UNFLUSHED = "unflushed"            # still queued when the stream ended
+    TIME_JUMP = "time_jump"            # held or in flight when stamps jumped back, or a stale stamp after a jump
 
 
 @dataclass
