@@ -30,6 +30,7 @@ setup(
         "console_scripts": [
             "ivif = ivif_fusion.cli:main",
             "fusion_node = ivif_fusion.ros.fusion_node:main",
+            "fusion_lifecycle_node = ivif_fusion.ros.lifecycle_node:main",
         ],
     },
 )

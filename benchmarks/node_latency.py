@@ -80,7 +80,8 @@ def _run_case(name: str, sends: list[Send], sync_mode: str, factory: MessageFact
     log = open(tmp / f"node_{name}.log", "w")  # noqa: SIM115
     args = [sys.executable, "-m", "ivif_fusion.ros.fusion_node", "--ros-args",
             "-p", f"pipeline.backbone_weights:={weights}", "-p", f"pipeline.threads:={threads}",
-            "-p", f"sync.mode:={sync_mode}", "-p", "ros.qos_reliability:=reliable", "-p", "ros.qos_depth:=100",
+            "-p", f"sync.mode:={sync_mode}", "-p", "ros.thermal.reliability:=reliable", "-p", "ros.thermal.depth:=100",
+            "-p", "ros.visible.reliability:=reliable", "-p", "ros.visible.depth:=100",
             "-p", "ros.diagnostics_period_s:=0.5"]
     env = {**os.environ, **ROS_ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
@@ -93,8 +94,8 @@ def _run_case(name: str, sends: list[Send], sync_mode: str, factory: MessageFact
     node.create_subscription(Image, "/fusion_node/fused/fusion", lambda m: received.append(
         (time.perf_counter(), stamp_ns(m.header))), qos)
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
-    pubs = {"thermal": node.create_publisher(Image, "thermal/image", qos),
-            "visible": node.create_publisher(factory.rgb_type, "rgb/image", qos)}
+    pubs = {"thermal": node.create_publisher(Image, "thermal/image_raw", qos),
+            "visible": node.create_publisher(factory.rgb_type, "rgb/image_raw", qos)}
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     spinner = threading.Thread(target=ex.spin, daemon=True)

@@ -91,21 +91,46 @@ class SyncConfig:
 
 
 @dataclass
-class RosConfig:
-    """Topics, QoS and outputs of the ROS 2 node."""
+class QosConfig:
+    """QoS of the node's outputs (and, with topic and transport, of each input); docs/ros.md has the reasons."""
+    reliability: str = param("reliable", "Reliability.", choices=("best_effort", "reliable"))
+    depth: int = param(5, "Keep-last history depth (samples held while callbacks are busy).", min=1)
+    durability: str = param("volatile", "Durability.", choices=("volatile", "transient_local"))
 
-    thermal_topic: str = param("thermal/image", "Thermal image topic (sensor_msgs/Image or CompressedImage).")
-    visible_topic: str = param("rgb/image", "RGB image topic (sensor_msgs/Image or CompressedImage).")
-    thermal_compressed: bool = param(False, "Subscribe to the thermal topic as sensor_msgs/CompressedImage.")
-    visible_compressed: bool = param(False, "Subscribe to the RGB topic as sensor_msgs/CompressedImage.")
-    qos_reliability: str = param("best_effort", "Subscription/publication reliability (sensor-data default).",
-                                 choices=("best_effort", "reliable"))
-    qos_depth: int = param(5, "QoS history depth.", min=1)
+
+@dataclass
+class InputConfig(QosConfig):
+    """One camera input: base topic, image transport, subscription QoS, expected rate."""
+    topic: str = param("image_raw", "Base topic (relative, remappable).")
+    transport: str = param("raw", "raw: Image on the topic; compressed: CompressedImage on <topic>/compressed.",
+                           choices=("raw", "compressed"))
+    rate_hz: float = param(0.0, "Expected frame rate, checked in diagnostics (0 = not checked).", min=0.0)
+
+
+@dataclass
+class RosConfig:
+    """Topics, transports, QoS and outputs of the ROS 2 node."""
+    thermal: InputConfig = param(help="Thermal input (REP 2003 consumer QoS).",
+                                 factory=lambda: InputConfig("best_effort", 10, topic="thermal/image_raw"))
+    visible: InputConfig = param(help="RGB input (REP 2003 consumer QoS).",
+                                 factory=lambda: InputConfig("best_effort", 10, topic="rgb/image_raw"))
+    output_qos: QosConfig = param(help="QoS of every output topic (REP 2003 producer).", factory=QosConfig)
+    publish_camera_info: bool = param(True, "Publish ~/fused/<task>/camera_info with every fused image.")
     publish_fused: bool = param(True, "Publish ~/fused/<task> colour images.")
     publish_detections: bool = param(True, "Publish ~/detections/<task> vision_msgs/Detection2DArray.")
     publish_masks: bool = param(True, "Publish ~/mask/<task> mono8 class-id images.")
     fused_encoding: str = param("rgb8", "Encoding of published fused images.", choices=("rgb8", "bgr8"))
     diagnostics_period_s: float = param(1.0, "Period of the diagnostics message (seconds).", min=0.05)
+
+
+@dataclass
+class DiagnosticsConfig:
+    """Input stream health in the manner of diagnostic_updater, over the last 5 reports (docs/ros.md)."""
+    rate_tolerance: float = param(0.1, "Accepted relative deviation from rate_hz (WARN outside).", min=0.0, max=1.0)
+    max_stamp_age_s: float = param(5.0, "ERROR when a stamp is older than this on arrival (0 = off).", min=0.0)
+    max_stamp_lead_s: float = param(1.0, "ERROR when a stamp is ahead of the clock by this (0 = off).", min=0.0)
+    drop_warn_ratio: float = param(0.5, "WARN at this dropped fraction of a stream (ERROR: all dropped).", min=0.0, max=1.0)
+    latency_warn_ms: float = param(0.0, "WARN above this mean node latency in the window (0 = off).", min=0.0)
 
 
 @dataclass
@@ -129,6 +154,9 @@ class RuntimeConfig:
     pipeline: PipelineConfig = param(help="Per-pair processing.", factory=PipelineConfig)
     sync: SyncConfig = param(help="Thermal/RGB pairing.", factory=SyncConfig)
     ros: RosConfig = param(help="ROS 2 node topics and QoS.", factory=RosConfig)
+    diagnostics: DiagnosticsConfig = param(help="ROS 2 node stream health checks.", factory=DiagnosticsConfig)
+    time_jump_s: float = param(1.0, "A stamp this much older than its stream's newest is a time jump: pairing "
+                                    "resets (node and replay; 0 = off, such frames are out_of_order).", min=0.0)
     replay: ReplayConfig = param(help="Bag replay.", factory=ReplayConfig)
 
 
@@ -320,8 +348,9 @@ def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key '{path}'{hint}; valid keys: {', '.join(fields)}")
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            value = from_dict(tp, value, path)
+        if dataclasses.is_dataclass(tp):  # start from the field's own default: a factory may differ from tp()
+            base = to_dict(getattr(cls(), key)) if isinstance(value, dict) else {}
+            value = from_dict(tp, {**base, **value} if isinstance(value, dict) else value, path)
         else:
             if isinstance(value, int) and not isinstance(value, bool) and tp is float:
                 value = float(value)
@@ -373,15 +402,15 @@ def load(cls: type[T], path: str | Path | None = None, overrides: dict | None = 
     return from_dict(cls, data, "")
 
 
-def describe(cls: type) -> list[tuple[str, str, Any, str]]:
+def describe(cls: type, inst: Any = None) -> list[tuple[str, str, Any, str]]:
     """Flattened (dotted name, type, default, help) rows: for docs and the node's declarations."""
     rows = []
     hints = typing.get_type_hints(cls)
-    inst = cls()
+    inst = cls() if inst is None else inst
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            rows += [(f"{f.name}.{n}", t, d, h) for n, t, d, h in describe(tp)]
+            rows += [(f"{f.name}.{n}", t, d, h) for n, t, d, h in describe(tp, getattr(inst, f.name))]
         else:
             rows.append((f.name, getattr(tp, "__name__", str(tp)), to_dict(getattr(inst, f.name)), f.metadata.get("help", "")))
     return rows

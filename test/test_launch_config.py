@@ -18,7 +18,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "multitask.launch.py"
 CONFIG = ROOT / "config" / "multitask.yaml"
-LAUNCH_ARGS = {"config_file", "namespace", "thermal_topic", "visible_topic", "backend"}
+LAUNCH_ARGS = {"config_file", "params_file", "namespace", "thermal_topic", "visible_topic", "thermal_transport",
+               "visible_transport", "backend", "managed", "dds_profile"}
 
 
 def _launch_tree() -> ast.Module:
@@ -69,10 +70,16 @@ def test_launch_file_is_valid_python_with_documented_arguments():
         assert kws.get("description"), f"launch argument {name} has no description"
         assert "default_value" in kws, f"launch argument {name} has no default"
     # Overriding arguments default to "" = keep the config file's value.
-    for name in ("namespace", "thermal_topic", "visible_topic", "backend"):
+    for name in ("params_file", "namespace", "thermal_topic", "visible_topic", "thermal_transport",
+                 "visible_transport", "backend"):
         assert args[name]["default_value"] == ""
     assert args["config_file"]["default_value"] == "default_config"
-    assert 'os.path.join(get_package_share_directory(PACKAGE), "config", "multitask.yaml")' in LAUNCH.read_text()
+    assert args["managed"]["default_value"] == "false"
+    assert args["dds_profile"]["default_value"] == "default_profile"
+    src = LAUNCH.read_text()
+    assert 'os.path.join(share, "config", "multitask.yaml")' in src
+    assert 'os.path.join(share, "config", "fastdds_large_images.xml")' in src
+    assert (ROOT / "config" / "fastdds_large_images.xml").is_file()
     funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert "generate_launch_description" in funcs
 
@@ -83,33 +90,43 @@ def test_launch_arguments_map_to_declared_node_parameters():
     tree = _launch_tree()
     mapping = _module_constant(tree, "PARAMETER_ARGS")
     names = set(parameter_names())
-    assert set(mapping) | {"config_file", "namespace"} == LAUNCH_ARGS
+    assert set(mapping) | {"config_file", "params_file", "namespace", "managed", "dds_profile"} == LAUNCH_ARGS
     assert set(mapping.values()) <= names, set(mapping.values()) - names
     assert CONFIG_FILE_PARAM == "config_file" and CONFIG_FILE_PARAM in names
     for p in _module_constant(tree, "LIST_PARAMETERS"):
         assert p in mapping.values()
-    # The node the launch file starts is our console script.
+    # The nodes the launch file starts are our console scripts (plain, or managed with managed:=true).
     src = LAUNCH.read_text()
-    assert 'executable="fusion_node"' in src and 'package=PACKAGE' in src
+    assert _module_constant(tree, "EXECUTABLES") == {"false": "fusion_node", "true": "fusion_lifecycle_node"}
+    assert "executable=EXECUTABLES[managed]" in src and "package=PACKAGE" in src
+    setup = (ROOT / "setup.py").read_text()
+    assert '"fusion_node = ivif_fusion.ros.fusion_node:main"' in setup
+    assert '"fusion_lifecycle_node = ivif_fusion.ros.lifecycle_node:main"' in setup
 
 
 def test_yaml_keys_equal_node_parameters():
     from ivif_fusion.ros.params import NODE_SECTIONS, parameter_names, parameter_specs
 
     data = yaml.safe_load(CONFIG.read_text())
+    tasks = data["pipeline"].pop("tasks")
     flat = _flatten({k: v for k, v in data.items() if k in NODE_SECTIONS})
-    declared = set(parameter_names()) - {"config_file"}
-    assert set(flat) == declared, (set(flat) ^ declared)
+    # The file's task list becomes pipeline.tasks (names) plus tasks.<name>.<field>.
+    flat["pipeline.tasks"] = [t["name"] for t in tasks]
+    for t in tasks:
+        flat.update({f"tasks.{t['name']}.{k}": v for k, v in t.items() if k != "name"})
+    from ivif_fusion.config import load_runtime
+
+    declared = set(parameter_names(load_runtime(CONFIG))) - {"config_file"}
+    assert set(flat) <= declared, set(flat) - declared
+    # Keys the file leaves out are task fields at their schema defaults.
+    assert all(n.startswith("tasks.") for n in declared - set(flat)), declared - set(flat)
     # What the node does not read belongs to other consumers (ivif replay).
     assert set(data) - set(NODE_SECTIONS) == {"data_root", "replay"}
     # Defaults of the declared parameters are the file's values.
     specs = {s.name: s for s in parameter_specs()}
     for name, value in flat.items():
         spec = specs[name]
-        if spec.kind == "yaml":
-            assert yaml.safe_load(spec.default) == value, name
-        else:
-            assert spec.default == value, name
+        assert spec.default == value, name
         assert spec.description, f"{name} has no description"
 
 
@@ -120,33 +137,66 @@ def test_parameter_kinds_and_limits():
     specs = {s.name: s for s in parameter_specs(RuntimeConfig())}
     assert specs["sync.slop_s"].kind == "float" and specs["sync.slop_s"].min == 0.0
     assert specs["sync.queue_size"].kind == "int" and specs["sync.queue_size"].min == 1
-    assert specs["ros.qos_reliability"].choices == ("best_effort", "reliable")
-    assert specs["ros.qos_reliability"].constraints == "one of: best_effort, reliable"
+    for stream in ("thermal", "visible"):
+        assert specs[f"ros.{stream}.reliability"].choices == ("best_effort", "reliable")
+        assert specs[f"ros.{stream}.reliability"].constraints == "one of: best_effort, reliable"
+        assert specs[f"ros.{stream}.reliability"].default == "best_effort"   # REP 2003 consumer
+        assert specs[f"ros.{stream}.transport"].choices == ("raw", "compressed")
+    assert specs["ros.thermal.topic"].default == "thermal/image_raw"
+    assert specs["ros.visible.topic"].default == "rgb/image_raw"
+    assert specs["ros.output_qos.reliability"].default == "reliable"       # REP 2003 producer
     assert specs["pipeline.backends"].kind == "str_list" and specs["pipeline.backends"].default == ["torch"]
-    assert specs["pipeline.tasks"].kind == "yaml"
+    assert specs["pipeline.tasks"].kind == "str_list" and specs["pipeline.tasks"].default == ["fusion"]
+    assert specs["tasks.fusion.kind"].default == "fusion" and specs["tasks.fusion.kind"].choices[0] == "detection"
+    assert specs["tasks.fusion.score_threshold"].kind == "float" and specs["tasks.fusion.classes"].kind == "str_list"
+    assert "tasks.fusion.name" not in specs
     assert specs["ros.publish_fused"].kind == "bool" and specs["ros.publish_fused"].default is True
+    assert specs["time_jump_s"].kind == "float" and specs["diagnostics.drop_warn_ratio"].max == 1.0
     assert not any(n.startswith(("replay.", "data_root")) for n in specs)
+    # Tasks named but not in the file get the schema's TaskConfig defaults.
+    det = {s.name: s for s in parameter_specs(RuntimeConfig(), ["det"])}
+    assert det["tasks.det.kind"].default == "detection" and det["tasks.det.weights"].default == ""
+    assert det["pipeline.tasks"].default == ["det"] and "tasks.fusion.kind" not in det
 
 
 def test_parameter_overrides_win_and_are_checked(tmp_path):
     from ivif_fusion.config import ConfigError
-    from ivif_fusion.ros.params import config_from_parameters
+    from ivif_fusion.ros.params import check_given, config_from_parameters, parameter_names
 
     cfg_file = tmp_path / "c.yaml"
-    cfg_file.write_text("sync:\n  slop_s: 0.2\n  queue_size: 4\nros:\n  visible_topic: /cam/rgb\n")
-    cfg = config_from_parameters(cfg_file, {"sync.slop_s": 0.01,
-                                            "pipeline.tasks": "[{name: a, kind: fusion}, {name: b, kind: fusion}]",
+    cfg_file.write_text("sync:\n  slop_s: 0.2\n  queue_size: 4\nros:\n  visible:\n    topic: /cam/rgb\n"
+                        "pipeline:\n  tasks:\n  - {name: a, kind: fusion}\n  - {name: d, kind: detection, "
+                        "score_threshold: 0.5}\n")
+    cfg = config_from_parameters(cfg_file, {"sync.slop_s": 0.01, "pipeline.tasks": ["d", "b"],
+                                            "tasks.b.kind": "fusion", "tasks.d.iou_threshold": 0.3,
                                             "pipeline.backends": ["onnxruntime", "torch"]})
-    assert cfg.sync.slop_s == 0.01 and cfg.sync.queue_size == 4 and cfg.ros.visible_topic == "/cam/rgb"
-    assert [t.name for t in cfg.pipeline.tasks] == ["a", "b"] and cfg.pipeline.backends == ["onnxruntime", "torch"]
+    assert cfg.sync.slop_s == 0.01 and cfg.sync.queue_size == 4 and cfg.ros.visible.topic == "/cam/rgb"
+    # A partial section keeps the stream's own defaults (not the generic QosConfig's reliable / 5).
+    assert (cfg.ros.visible.reliability, cfg.ros.visible.depth, cfg.ros.thermal.topic) == \
+        ("best_effort", 10, "thermal/image_raw")
+    assert [t.name for t in cfg.pipeline.tasks] == ["d", "b"] and cfg.pipeline.backends == ["onnxruntime", "torch"]
+    d, b = cfg.pipeline.tasks
+    # d keeps the file's score threshold, takes the override's IoU; b is a schema-default task of kind fusion.
+    assert (d.kind, d.score_threshold, d.iou_threshold) == ("detection", 0.5, 0.3)
+    assert (b.kind, b.customization, b.weights) == ("fusion", "generic", "")
     with pytest.raises(ConfigError, match="not one of"):
-        config_from_parameters(cfg_file, {"ros.qos_reliability": "sometimes"})
+        config_from_parameters(cfg_file, {"ros.thermal.reliability": "sometimes"})
     with pytest.raises(ConfigError, match="below the minimum"):
         config_from_parameters(cfg_file, {"sync.queue_size": 0})
     with pytest.raises(ConfigError, match="unknown node parameter"):
         config_from_parameters(cfg_file, {"sync.slopp": 0.1})
-    with pytest.raises(ConfigError, match="did you mean 'kind'"):
-        config_from_parameters(cfg_file, {"pipeline.tasks": "[{name: a, knd: fusion}]"})
+    with pytest.raises(ConfigError, match="not one of"):
+        config_from_parameters(cfg_file, {"pipeline.tasks": ["a"], "tasks.a.kind": "fuson"})
+    with pytest.raises(ConfigError, match="unique"):
+        config_from_parameters(cfg_file, {"pipeline.tasks": ["a", "a"]})
+    declared = parameter_names()
+    with pytest.raises(ConfigError, match=r"'sync.slopp_s' \(did you mean 'sync.slop_s'\?\)"):
+        check_given(["sync.slopp_s", "use_sim_time"], declared)
+    with pytest.raises(ConfigError, match="pipeline.tasks is a list of task names"):
+        check_given(["pipeline.tasks.name"], declared)
+    with pytest.raises(ConfigError, match="exist only for tasks listed in pipeline.tasks"):
+        check_given(["tasks.zzz_not_a_task.kind"], declared)
+    check_given(["use_sim_time", "qos_overrides./x.publisher.depth", "sync.slop_s"], declared)
 
 
 def test_docs_list_every_parameter():

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
@@ -238,7 +237,8 @@ def _config_file(tmp: Path, ckpt: Path, tasks: list[dict]) -> Path:
     from ivif_fusion.config import dump_yaml, runtime_defaults
 
     cfg = runtime_defaults({"pipeline.tasks": tasks, "pipeline.backbone_weights": str(ckpt),
-                              "pipeline.threads": 1, "ros.qos_reliability": "reliable", "ros.qos_depth": 400,
+                              "pipeline.threads": 1, "ros.thermal.reliability": "reliable", "ros.thermal.depth": 400,
+                              "ros.visible.reliability": "reliable", "ros.visible.depth": 400,
                               "ros.diagnostics_period_s": 0.25})
     path = tmp / "node.yaml"
     path.write_text(dump_yaml(cfg) + "\n")
@@ -352,8 +352,8 @@ def live(tmp_path_factory, ros_client, random_vfn_ckpt, pairs):  # noqa: ANN001,
     if not det_skip:
         subs.append(ros_client.collect(Detection2DArray, f"{NODE}/detections/detection", qos, dets))
         subs.append(ros_client.collect(Image, f"{NODE}/mask/segmentation", qos, masks))
-    pubs = {"thermal": ros_client.node.create_publisher(Image, "thermal/image", qos),
-            "visible": ros_client.node.create_publisher(Image, "rgb/image", qos)}
+    pubs = {"thermal": ros_client.node.create_publisher(Image, "thermal/image_raw", qos),
+            "visible": ros_client.node.create_publisher(Image, "rgb/image_raw", qos)}
     ros_client.wait(lambda: all(p.get_subscription_count() > 0 for p in pubs.values())
                     and all(s.get_publisher_count() > 0 for s in subs), 30, "publishers/subscribers to match")
     state = {"node": node, "tasks": tasks, "det_skip": det_skip, "got": got, "dets": dets, "masks": masks,
@@ -375,21 +375,23 @@ def _send(client: Client, pubs: dict, factory: MessageFactory, sends: list[Send]
 def test_live_node_parameters_match_declarations(live, ros_client):  # noqa: ANN001
     from rcl_interfaces.srv import GetParameters, ListParameters
 
+    from ivif_fusion.config import load_runtime
     from ivif_fusion.ros.params import parameter_names
 
     cli = ros_client.node.create_client(ListParameters, f"{NODE}/list_parameters")
     assert cli.wait_for_service(timeout_sec=20)
     res = cli.call(ListParameters.Request(), timeout_sec=20)
     declared = set(res.result.names)
-    assert set(parameter_names()) <= declared
-    assert declared - set(parameter_names()) <= {"use_sim_time", "start_type_description_service"}
+    expected = set(parameter_names(load_runtime(live["tmp"] / "node.yaml")))
+    assert expected <= declared
+    assert declared - expected <= {"use_sim_time", "start_type_description_service"}
     get = ros_client.node.create_client(GetParameters, f"{NODE}/get_parameters")
     assert get.wait_for_service(timeout_sec=20)
-    values = get.call(GetParameters.Request(names=["sync.slop_s", "ros.qos_depth", "pipeline.tasks"]),
+    values = get.call(GetParameters.Request(names=["sync.slop_s", "ros.thermal.depth", "pipeline.tasks"]),
                       timeout_sec=20).values
-    # Config-file values are the defaults: qos_depth 400 from the test's file, slop from the package default.
+    # Config-file values are the defaults: depth 400 from the test's file, slop from the package default.
     assert values[0].double_value == pytest.approx(0.05) and values[1].integer_value == 400
-    assert yaml.safe_load(values[2].string_value)[1]["name"] == "fusion_b"
+    assert list(values[2].string_array_value)[1] == "fusion_b"
 
 
 def test_live_rgb8_scenario(live, ros_client):  # noqa: ANN001
@@ -565,8 +567,8 @@ def test_live_compressed_visible_and_clean_shutdown(tmp_path, ros_client, random
     live["node"].stop()  # one node at a time keeps the 2 cores for this one
     assert live["node"].proc.returncode == 0, live["node"].log()[-2000:]
     node = _start(tmp_path, random_vfn_ckpt, ros_client, [{"name": "fusion", "kind": "fusion"}],
-                     {"ros.visible_compressed": "true", "ros.fused_encoding": "bgr8",
-                      "ros.thermal_topic": "cam_b/thermal", "ros.visible_topic": "cam_b/rgb/compressed"})
+                     {"ros.visible.transport": "compressed", "ros.fused_encoding": "bgr8",
+                      "ros.thermal.topic": "cam_b/thermal", "ros.visible.topic": "cam_b/rgb"})
     try:
         qos = _qos(400)
         got: list = []

@@ -17,7 +17,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from typing import Callable
+
 from ..runtime.sync import STREAMS, LatestPairSlot, Synchronizer, pair_drops
+from ..runtime.time_jump import restart_synchronizer
 from ..types import Drop, DropReason, Frame, Pair
 
 
@@ -70,6 +73,15 @@ class NodeAccounting:
         """Count a message that never became a frame (conversion failed)."""
         with self._lock:
             return self.sync.reject(stream, stamp_ns, reason, detail)
+
+    def restart(self, make_sync: Callable[[], Synchronizer], detail: str) -> list[Drop]:
+        """Time jump: a fresh synchronizer (counters kept); held frames and a waiting pair become TIME_JUMP."""
+        with self._lock:
+            self.sync, drops = restart_synchronizer(self.sync, make_sync, detail)
+            waiting = self.slot.get(0)
+            if waiting is not None:
+                drops += self._finish(waiting, DropReason.TIME_JUMP, detail)
+            return drops
 
     # ------------------------------------------------------------------ consumer side (worker)
 

@@ -22,7 +22,7 @@ def ros_classes() -> dict[str, Any]:
     from builtin_interfaces.msg import Time
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion
-    from sensor_msgs.msg import CompressedImage, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from std_msgs.msg import Header
     from vision_msgs.msg import (BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesis,
                                  ObjectHypothesisWithPose, Point2D, Pose2D)
@@ -30,6 +30,7 @@ def ros_classes() -> dict[str, Any]:
     classes = {
         "builtin_interfaces/msg/Time": Time, "std_msgs/msg/Header": Header,
         "sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
+        "sensor_msgs/msg/CameraInfo": CameraInfo,
         "diagnostic_msgs/msg/DiagnosticArray": DiagnosticArray,
         "diagnostic_msgs/msg/DiagnosticStatus": DiagnosticStatus, "diagnostic_msgs/msg/KeyValue": KeyValue,
         "geometry_msgs/msg/Point": Point, "geometry_msgs/msg/Pose": Pose,

@@ -8,11 +8,19 @@ The only module that imports rclpy. It connects topics to the core path::
 
 Subscription callbacks only decode and pair (cheap); inference runs on a worker thread that
 always takes the newest pair, so callbacks and timers never wait on the model. Parameters are
-declared from :mod:`ivif_fusion.ros.params` (defaults from ``config_file``, overrides win).
-Bad input never kills the node: every message ends as part of a published pair or as a
-counted drop (see :mod:`ivif_fusion.ros.accounting`), reported on ``/diagnostics``.
+declared by :mod:`ivif_fusion.ros.declare` (defaults from ``config_file``, overrides win, an
+unknown one is an error). Bad input never kills the node: every message ends as part of a
+published pair or as a counted drop (see :mod:`ivif_fusion.ros.accounting`), reported on
+``/diagnostics`` with the health of each input (:mod:`ivif_fusion.ros.diagnostics`). Stamps
+going back start a new timeline (:mod:`ivif_fusion.runtime.time_jump`).
 
-Run: ``fusion_node --ros-args -p config_file:=/path/multitask.yaml -r thermal/image:=/cam/ir``.
+The work is split in the phases of a managed node: :meth:`FusionNode.configure` (pipeline and
+weights), :meth:`~FusionNode.activate` (publishers, subscriptions, worker, timer),
+:meth:`~FusionNode.deactivate` and :meth:`~FusionNode.cleanup`. The plain node runs configure
+and activate in its constructor; :mod:`ivif_fusion.ros.lifecycle_node` drives them from
+lifecycle transitions.
+
+Run: ``fusion_node --ros-args -p config_file:=/path/multitask.yaml -r thermal/image_raw:=/cam/ir``.
 """
 
 from __future__ import annotations
@@ -24,57 +32,48 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 
 from ..config import ConfigError, RuntimeConfig
 from ..errors import is_user_error
 from ..io.messages import ConversionError, make_header, msg_to_frame, stamp_ns
+from ..runtime.stream_health import StreamHealth
 from ..runtime.sync import Synchronizer
+from ..runtime.time_jump import TimeJumpGuard, Verdict
 from ..types import DropReason, Pair
-from . import params as P
 from .accounting import NodeAccounting
-from .convert import diagnostics_msg, output_topics, result_messages, ros_classes
+from .camera_info import CameraInfoRelay, sibling_topic
+from .convert import output_topics, result_messages, ros_classes
+from .declare import declare_node_parameters
+from .diagnostics import node_diagnostics, pipeline_errors_finding
+from .qos import describe_qos, qos_profile
 
 NODE_NAME = "fusion_node"
-
-_TYPES = {P.BOOL: ParameterType.PARAMETER_BOOL, P.INT: ParameterType.PARAMETER_INTEGER,
-          P.FLOAT: ParameterType.PARAMETER_DOUBLE, P.STRING: ParameterType.PARAMETER_STRING,
-          P.STRING_ARRAY: ParameterType.PARAMETER_STRING_ARRAY, P.YAML: ParameterType.PARAMETER_STRING}
-
-
-def _descriptor(spec: P.ParamSpec) -> ParameterDescriptor:
-    d = ParameterDescriptor(name=spec.name, type=_TYPES[spec.kind], description=spec.description,
-                            additional_constraints=spec.constraints, read_only=True)
-    if spec.kind == P.INT and (spec.min is not None or spec.max is not None):
-        d.integer_range = [IntegerRange(from_value=int(spec.min if spec.min is not None else -2**63),
-                                        to_value=int(spec.max if spec.max is not None else 2**63 - 1), step=0)]
-    elif spec.kind == P.FLOAT and (spec.min is not None or spec.max is not None):
-        d.floating_point_range = [FloatingPointRange(from_value=float(spec.min if spec.min is not None else -1e300),
-                                                     to_value=float(spec.max if spec.max is not None else 1e300),
-                                                     step=0.0)]
-    return d
-
-
-def qos_profile(reliability: str, depth: int) -> QoSProfile:
-    """Sensor-data QoS (keep-last, volatile) with the configured reliability and depth."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(depth), durability=DurabilityPolicy.VOLATILE,
-                      reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
-                      else ReliabilityPolicy.BEST_EFFORT)
+PARAMETER_HINT = ("tasks are plain parameters: -p 'pipeline.tasks:=[det, seg]' -p tasks.det.kind:=detection "
+                  "(docs/ros.md, Parameters)")
 
 
 class FusionNode(Node):
     """Thermal/RGB fusion node; see the module docstring. Raises ConfigError/UserError on bad setup."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
-        self.cfg = self._declare_parameters()
+        super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True, **kwargs)
+        self.cfg = declare_node_parameters(self)
         self.classes = ros_classes()
-        log = self.get_logger()
+        self.configure()
+        self.activate()
 
+    # ------------------------------------------------------------------ phases
+
+    def configure(self) -> None:
+        """Load weights and backends (raises ConfigError/UserError on a bad file); nothing is subscribed yet."""
+        log = self.get_logger()
         from ..runtime.pipeline import Pipeline  # heavy (torch): after parameters are known
 
         t = time.perf_counter()
@@ -89,17 +88,27 @@ class FusionNode(Node):
             log.warning(f"pipeline warm-up failed: {e}")
         log.info(f"pipeline ready in {time.perf_counter() - t:.2f} s: backend={self.backend_name} "
                  f"tasks={self.pipeline.task_names}")
+        self._active = False
 
+    def activate(self) -> None:
+        """Create publishers, subscriptions, the inference worker and the diagnostics timer."""
         ros = self.cfg.ros
-        self.accounting = NodeAccounting(Synchronizer.from_config(self.cfg.sync))
-        qos = qos_profile(ros.qos_reliability, ros.qos_depth)
+        self.accounting = NodeAccounting(self._make_sync())
+        self.time_jumps = TimeJumpGuard(self.cfg.time_jump_s)
+        inputs = {"thermal": ros.thermal, "visible": ros.visible}
+        self.health = StreamHealth(self.cfg.diagnostics, {s: c.rate_hz for s, c in inputs.items()},
+                                   {s: self.resolve_topic_name(c.topic) for s, c in inputs.items()}, time.monotonic())
+        out_qos = qos_profile(ros.output_qos)
         self._pubs: dict[tuple[str, str], Any] = {}
         for task in self.pipeline.task_names:
             kind = self.pipeline.task_config(task).kind
             for out, topic in output_topics(task, kind, ros).items():
                 cls = self.classes["vision_msgs/msg/Detection2DArray" if out == "detections"
                                    else "sensor_msgs/msg/Image"]
-                self._pubs[(out, task)] = self.create_publisher(cls, topic, qos)
+                self._pubs[(out, task)] = self.create_publisher(cls, topic, out_qos)
+                if out == "fused" and ros.publish_camera_info:
+                    self._pubs[("camera_info", task)] = self.create_publisher(
+                        self.classes["sensor_msgs/msg/CameraInfo"], f"{topic}/camera_info", out_qos)
         self._diag_pub = self.create_publisher(self.classes["diagnostic_msgs/msg/DiagnosticArray"], "/diagnostics",
                                                QoSProfile(depth=10))
         self._errors_since_diag = 0
@@ -109,34 +118,52 @@ class FusionNode(Node):
         self._worker = threading.Thread(target=self._work, name="ivif-inference", daemon=True)
         self._worker.start()
 
-        def sub(stream: str, topic: str, compressed: bool) -> Any:
+        def sub(stream: str, cfg: Any) -> Any:
+            compressed = cfg.transport == "compressed"
             cls = self.classes["sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"]
-            return self.create_subscription(cls, topic, lambda msg: self._on_message(stream, msg), qos)
+            topic = f"{cfg.topic}/compressed" if compressed else cfg.topic
+            return self.create_subscription(cls, topic, lambda msg: self._on_message(stream, msg), qos_profile(cfg))
 
-        self._subs = [sub("thermal", ros.thermal_topic, ros.thermal_compressed),
-                      sub("visible", ros.visible_topic, ros.visible_compressed)]
+        self._subs = [sub("thermal", ros.thermal), sub("visible", ros.visible)]
+        reference = inputs[self.cfg.sync.reference]
+        self.camera_info = CameraInfoRelay(self.classes["sensor_msgs/msg/CameraInfo"])
+        if ros.publish_camera_info:
+            self._subs.append(self.create_subscription(self.classes["sensor_msgs/msg/CameraInfo"],
+                                                       sibling_topic(reference.topic), self.camera_info.on_info,
+                                                       qos_profile(reference)))
+        back = Duration(nanoseconds=-max(1, int(self.cfg.time_jump_s * 1e9)))
+        self._clock_jump = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=back, on_clock_change=False),
+            post_callback=self._on_clock_jump) if self.cfg.time_jump_s > 0 else None
         self._diag_timer = self.create_timer(ros.diagnostics_period_s, self.publish_diagnostics)
-        log.info(f"subscribed: thermal={self._subs[0].topic_name} rgb={self._subs[1].topic_name} "
-                 f"({ros.qos_reliability}, depth {ros.qos_depth}); publishing "
-                 f"{sorted(p.topic_name for p in self._pubs.values())}")
+        self._active = True
+        self.get_logger().info(
+            f"subscribed: thermal={self._subs[0].topic_name} ({describe_qos(ros.thermal)}) "
+            f"rgb={self._subs[1].topic_name} ({describe_qos(ros.visible)}); publishing "
+            f"{sorted(p.topic_name for p in self._pubs.values())} ({describe_qos(ros.output_qos)})")
 
-    # ------------------------------------------------------------------ parameters
+    def deactivate(self) -> bool:
+        """Stop processing: destroy subscriptions, timer and publishers, stop the worker. True if it joined."""
+        if not getattr(self, "_active", False):
+            return True
+        self._active = False
+        for s in self._subs:
+            self.destroy_subscription(s)
+        self.destroy_timer(self._diag_timer)
+        if self._clock_jump is not None:
+            self._clock_jump.unregister()
+        joined = self.shutdown()
+        for p in [*self._pubs.values(), self._diag_pub]:
+            self.destroy_publisher(p)
+        self._subs, self._pubs = [], {}
+        return joined
 
-    def _declare_parameters(self) -> RuntimeConfig:
-        config_file = self.declare_parameter(
-            P.CONFIG_FILE_PARAM, str(P.DEFAULT_CONFIG_FILE),
-            ParameterDescriptor(name=P.CONFIG_FILE_PARAM, type=ParameterType.PARAMETER_STRING, read_only=True,
-                                description="YAML file (config/multitask.yaml layout) whose values are the "
-                                            "defaults of all other parameters; parameter overrides win."),
-        ).value
-        from ..config import load_runtime
+    def cleanup(self) -> None:
+        """Free the pipeline (weights, backend sessions)."""
+        self.pipeline = None
 
-        file_cfg = load_runtime(config_file)
-        values = {}
-        for spec in P.parameter_specs(file_cfg):
-            p = self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-            values[spec.name] = p.value
-        return P.config_from_parameters(config_file, values)
+    def _make_sync(self) -> Synchronizer:
+        return Synchronizer.from_config(self.cfg.sync)
 
     # ------------------------------------------------------------------ input side (executor thread)
 
@@ -155,10 +182,34 @@ class FusionNode(Node):
             return
         frame.received_s = t0  # type: ignore[attr-defined]  # for node_total latency
         self.accounting.add_timing("decode", (time.perf_counter() - t0) * 1e3)
+        if not self._admit(stream, frame.stamp_ns):
+            return
         try:
             self.accounting.push(frame)
         except Exception as e:  # noqa: BLE001 - pairing must not take the node down either
             self.get_logger().error(f"pairing failed on a {stream} frame: {e}", throttle_duration_sec=2.0)
+
+    def _admit(self, stream: str, stamp: int) -> bool:
+        """Stamp checks and time jumps before pairing; False when the frame was dropped as stale."""
+        self.health.observe_stamp(stream, stamp, self.get_clock().now().nanoseconds)
+        verdict = self.time_jumps.check(stream, stamp)
+        if verdict is Verdict.STALE:
+            self.accounting.reject(stream, stamp, DropReason.TIME_JUMP, "stamp from before a time jump")
+            return False
+        if verdict is Verdict.JUMP:
+            self._reset_timeline(self.time_jumps.jumps[-1])
+        return True
+
+    def _on_clock_jump(self, jump: Any) -> None:
+        self.time_jumps.clock_reset()
+        self._reset_timeline(None)
+
+    def _reset_timeline(self, event: Any) -> None:
+        what = event.describe() if event is not None else "the ROS clock jumped back"
+        drops = self.accounting.restart(self._make_sync, f"time jump: {what}")
+        self.health.note_jump(time.monotonic(), event, len(drops))
+        self.get_logger().warning(f"time jump: {what}; synchronizer reset, {len(drops)} frames dropped as "
+                                  "time_jump; pairing resumes with the new stamps")
 
     # ------------------------------------------------------------------ inference worker
 
@@ -185,6 +236,7 @@ class FusionNode(Node):
                 pub = self._pubs.get((out, task))
                 if pub is not None:
                     pub.publish(msg)
+            self._publish_camera_info(result, header)
             now = time.perf_counter()
             timings.update(result.timings_ms)
             timings["publish"] = (now - t_pub) * 1e3
@@ -200,6 +252,14 @@ class FusionNode(Node):
         self.accounting.done(pair)
         self.accounting.add_timings(timings)
 
+    def _publish_camera_info(self, result: Any, header: Any) -> None:
+        """One CameraInfo per fused image, same header, intrinsics at the fused size."""
+        for task, to in result.outputs.items():
+            pub = self._pubs.get(("camera_info", task))
+            if pub is not None and to.fused_rgb is not None:
+                h, w = to.fused_rgb.shape[:2]
+                pub.publish(self.camera_info.for_image(header, w, h))
+
     # ------------------------------------------------------------------ diagnostics
 
     def snapshot(self) -> dict:
@@ -208,19 +268,17 @@ class FusionNode(Node):
     def publish_diagnostics(self) -> None:
         snap = self.accounting.snapshot()
         errors, self._errors_since_diag = self._errors_since_diag, 0
-        status = self.classes["diagnostic_msgs/msg/DiagnosticStatus"]
-        warn = status.WARN[0] if isinstance(status.WARN, bytes) else status.WARN
+        report = self.health.update(time.monotonic(), snap, pipeline_errors_finding(errors, self._last_error))
         header = self.classes["std_msgs/msg/Header"](stamp=self.get_clock().now().to_msg(), frame_id="")
-        msg = diagnostics_msg(self.classes, header, self.get_fully_qualified_name(), snap, backend=self.backend_name,
-                              level=warn if errors else None,
-                              message=f"{errors} pipeline errors since last report (last: {self._last_error})"
-                              if errors else "ok")
-        self._diag_pub.publish(msg)
+        self._diag_pub.publish(node_diagnostics(self.classes, header, self.get_fully_qualified_name(), snap, report,
+                                                self.backend_name))
 
     # ------------------------------------------------------------------ shutdown
 
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Stop the worker (it finishes the pair in hand) and count what is left. True if it joined."""
+        if getattr(self, "_worker", None) is None:
+            return True
         self._stop.set()
         self.accounting.close()
         self._worker.join(timeout)
@@ -229,11 +287,20 @@ class FusionNode(Node):
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``fusion_node``: spin until SIGINT/SIGTERM, then shut down cleanly."""
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    return run_node(FusionNode, argv)
+
+
+def run_node(node_cls: type, argv: list[str] | None = None) -> int:
+    """Create ``node_cls`` and spin it; setup errors the user can fix print one line and return 2."""
+    try:
+        rclpy.init(args=argv if argv is not None else sys.argv)
+    except RCLError as e:  # rcl cannot parse the arguments (e.g. a parameter value it has no type for)
+        print(f"[{NODE_NAME}] ERROR: invalid ROS arguments: {e}; {PARAMETER_HINT}", file=sys.stderr)
+        return 2
     node = None
     rc = 0
     try:
-        node = FusionNode()
+        node = node_cls()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

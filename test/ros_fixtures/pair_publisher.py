@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=160)
     ap.add_argument("--height", type=int, default=120)
     ap.add_argument("--compressed", action="store_true", help="RGB as sensor_msgs/CompressedImage (jpeg)")
-    ap.add_argument("--thermal-topic", default="thermal/image")
-    ap.add_argument("--rgb-topic", default="rgb/image")
+    ap.add_argument("--thermal-topic", default="thermal/image_raw")
+    ap.add_argument("--rgb-topic", default="rgb/image_raw", help="base topic (compressed: <topic>/compressed)")
     ap.add_argument("--reliable", action="store_true", help="reliable QoS (default best effort)")
     ap.add_argument("--wait-subscribers", type=float, default=30.0, help="seconds to wait for both subscribers")
     args, ros_args = ap.parse_known_args(argv)
@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if args.reliable
                      else ReliabilityPolicy.BEST_EFFORT)
     pubs = {"thermal": node.create_publisher(factory.Image, args.thermal_topic, qos),
-            "visible": node.create_publisher(factory.rgb_type, args.visible_topic, qos)}
+            "visible": node.create_publisher(factory.rgb_type, f"{args.rgb_topic}/compressed" if args.compressed
+                                             else args.rgb_topic, qos)}
     deadline = time.monotonic() + args.wait_subscribers
     while time.monotonic() < deadline and min(p.get_subscription_count() for p in pubs.values()) == 0:
         time.sleep(0.05)
