@@ -4,7 +4,7 @@ Sections (each writes into one JSON + markdown report under ``benchmarks/``):
 
 ``fusion``
     The fusion backbone (VFN, ``forward(ir, y) -> fused Y``) in eager torch and in ONNX
-    Runtime (graph exported by :func:`ivif_fusion.runtime.export.export_onnx`, ORT_ENABLE_ALL),
+    Runtime (graph exported by :func:`ivif_fusion.runtime.onnx_export.export_onnx`, ORT_ENABLE_ALL),
     plus one 3x3 head on its own. The two backbones run alternately, frame by frame, so load
     from other processes hits both alike; reported: median and p90 of each, and the median
     of the per-frame ratio ORT / torch.
@@ -146,7 +146,7 @@ def _graph(backbone, tasks: list[str], seed: int):  # noqa: ANN001, ANN202
 def _make_backend(kind: str, graph, opts: BenchOptions, workdir: Path, tag: str):  # noqa: ANN001, ANN202
     from .runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from .runtime.backends.torch_backend import TorchBackend
-    from .runtime.export import export_onnx
+    from .runtime.onnx_export import export_onnx
 
     if kind == "torch":
         return TorchBackend(graph, "cpu", opts.threads)
@@ -201,7 +201,7 @@ def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Call
     from .colour import luminance
     from .models.heads import MultiHeadFusion
     from .runtime.backends.onnxruntime_backend import session_options
-    from .runtime.export import export_onnx
+    from .runtime.onnx_export import export_onnx
 
     torch.set_num_threads(opts.threads)
     backbone = _backbone(opts, opts.seed)
