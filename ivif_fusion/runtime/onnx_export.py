@@ -202,6 +202,25 @@ def export_onnx(graph: Any, out_dir: str | os.PathLike, *, source_files: list[st
     return OnnxExport(path, sidecar, head_names, digest, onnx_sha, parity)
 
 
+def export_reference_onnx(module: Any, path: str | os.PathLike, output_name: str = "fused",
+                          trace_size: tuple[int, int] = (64, 80), opset: int = OPSET) -> Path:
+    """Export a ``module(ir, y) -> fused`` network without ivif metadata (no backend will accept it).
+
+    For reference networks timed next to the backbone (``ivif bench fusion``): same inputs,
+    dynamic N, H, W, onnxslim, ONNX checker.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = trace_size
+    args = (torch.rand(1, 1, h, w), torch.rand(1, 1, h, w))
+    model = trace_to_onnx(module.eval(), args, path.with_suffix(".trace.onnx"), list(INPUT_NAMES), [output_name],
+                          dynamic_nhw([*INPUT_NAMES, output_name]), opset)
+    _save_checked(model, path)
+    return path
+
+
 # --------------------------------------------------------------------------- task networks
 
 
