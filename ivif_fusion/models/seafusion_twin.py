@@ -29,6 +29,7 @@ from ..ops import check_shape, sobel_l1
 
 ENCODER_CHANNELS = (16, 32, 48)
 DECODER_CHANNELS = (64, 32, 16)
+MAC_PER_PIXEL = 166_000  # every conv including the Sobel ones; test/test_seafusion_twin.py counts it
 
 
 def _conv3(cin: int, cout: int) -> nn.Conv2d:
