@@ -13,7 +13,7 @@ Per step, on a batch of full-resolution crops with their boxes:
    batch, or the previous step's loss), plus, when ``w_guard > 0``, the fidelity guard
    ``w_guard * sum_m ReLU(drop of metric m vs the generic image - guard_budget)`` over
    ``guard_metrics`` (VIF, Qabf; :func:`ivif_fusion.losses.fidelity_guard`);
-4. CAGrad (:mod:`ivif_fusion.mtl`) combines the per-task gradients of the RSC parameters; Adam steps.
+4. CAGrad (:mod:`ivif_fusion.cagrad`) combines the per-task gradients of the RSC parameters; Adam steps.
 
 Cross-fitting (a task entry with ``cross_fit: [net_0, ..., net_{n-1}]``): step s draws its crops
 from fold ``s % n`` only (:func:`ivif_fusion.data.splits.cross_fit_fold`), and that fold's task
@@ -53,7 +53,7 @@ from ..losses import GUARD_METRICS, fidelity_guard, guard_reference, rsc_task_lo
 from ..metrics.fusion import MIN_SIDE
 from ..models import checkpoint
 from ..models.rsc import RSC, CustomizedFusion, pool_descriptor, save_rsc
-from ..mtl import CAGrad
+from ..cagrad import CAGrad
 from ..paths import require_data_root, resolve
 
 
