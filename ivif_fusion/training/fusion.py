@@ -25,9 +25,8 @@ from torch.utils.data import DataLoader, Dataset
 from .. import __version__
 from ..colour import luminance
 from ..config import TrainFusionConfig, to_dict
-from ..data.paired import PairedFolder
+from ..data.shared import open_shared, split_items
 from ..imageops import fit_max_side
-from ..data.splits import training_names
 from ..losses import fusion_loss, fusion_loss_terms
 from ..models import checkpoint
 from ..models.vfn import VFN, VFNConfig
@@ -39,20 +38,19 @@ def load_training_images(cfg: TrainFusionConfig, progress: bool = True) -> tuple
     from tqdm import tqdm
 
     root = require_data_root(cfg.data_root or None)
-    items: list[tuple[PairedFolder, str, str]] = []
+    items = []
     for ds in cfg.datasets:
-        folder = PairedFolder(root / ds, resize_mismatched=True, strict=False)
-        for n in training_names(ds, folder.names):
-            items.append((folder, ds, n))
+        reader = open_shared(root, ds, resize_mismatched=True)
+        items += [(reader, ds, it) for it in split_items(reader, ds, "train")]
     if not items:
         raise FileNotFoundError(f"no training pairs found under {root} for datasets {cfg.datasets}")
     images, ids = [], []
-    for folder, ds, n in tqdm(items, desc="loading pairs", disable=not progress, unit="pair"):
-        s = folder.load(n)
+    for reader, ds, it in tqdm(items, desc="loading pairs", disable=not progress, unit="pair"):
+        s = reader.load(it)
         ir, y = s.ir, luminance(s.vi)
         (ir, y), _ = fit_max_side(cfg.max_side, ir, y)
         images.append(np.clip(np.rint(np.stack([ir, y]) * 255), 0, 255).astype(np.uint8))
-        ids.append(f"{ds}/{n}")
+        ids.append(f"{ds}/{it.file}")
     return images, ids
 
 

@@ -47,6 +47,7 @@ import yaml
 from .. import __version__
 from ..colour import rgb_to_ycbcr, ycbcr_to_rgb_t
 from ..config import TrainRSCConfig, to_dict
+from ..data.shared import class_boxes, open_shared, split_items
 from ..data.splits import cross_fit_fold
 from ..errors import UserError
 from ..losses import GUARD_METRICS, fidelity_guard, guard_reference, rsc_task_loss
@@ -73,28 +74,24 @@ class LabelledPair:
 
 def load_labelled_pairs(cfg: TrainRSCConfig, progress: bool = True, split: str | None = None) -> list[LabelledPair]:
     """Training pairs (MSRS: train frame range only) with their boxes from ``labels_det/<label_set>``;
-    ``split`` names another MSRS range instead (e.g. 'val', for diagnostics)."""
+    ``split`` names another MSRS range instead (e.g. 'val', for diagnostics). Every pair needs a label file."""
     from tqdm import tqdm
 
-    from ..data.labels import read_yolo, yolo_to_xyxy
-    from ..data.paired import PairedFolder
-    from ..data.splits import msrs_split, training_names
     from ..imageops import to_uint8
 
-    root = require_data_root(cfg.data_root or None) / cfg.dataset
-    labels = root / "labels_det" / cfg.label_set
-    if not labels.is_dir():
-        raise RSCTrainingError(f"no box labels at {labels}: RSC training needs a labelled dataset")
-    folder = PairedFolder(root, strict=False)
-    names = training_names(cfg.dataset, folder.names) if split is None else msrs_split(folder.names, split)
+    root = require_data_root(cfg.data_root or None)
+    reader = open_shared(root, cfg.dataset, label_set=cfg.label_set)
+    if cfg.label_set not in reader.label_sets:
+        raise RSCTrainingError(f"no box labels at {reader.root / 'labels_det' / cfg.label_set}: RSC training needs "
+                               "a labelled dataset")
     pairs = []
-    for n in tqdm(names, desc="loading pairs", disable=not progress, unit="pair"):
-        s = folder.load(n)
-        h, w = s.ir.shape
-        boxes = yolo_to_xyxy(read_yolo(labels / (Path(n).stem + ".txt")), w, h)
-        pairs.append(LabelledPair(n, to_uint8(s.ir), to_uint8(rgb_to_ycbcr(s.vi)), boxes.astype(np.float32)))
+    for it in tqdm(split_items(reader, cfg.dataset, split or "train"), desc="loading pairs", disable=not progress,
+                   unit="pair"):
+        s = reader.load(it)
+        boxes = class_boxes(reader.record(it))
+        pairs.append(LabelledPair(it.file, to_uint8(s.ir), to_uint8(rgb_to_ycbcr(s.vi)), boxes))
     if not pairs:
-        raise RSCTrainingError(f"no training pairs in {root}")
+        raise RSCTrainingError(f"no training pairs in {reader.root}")
     return pairs
 
 
