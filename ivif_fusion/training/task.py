@@ -19,20 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainTaskConfig, to_dict
+from ..config import TrainTaskConfig
 from ..data.shared import class_boxes, labelled, labelled_pairs, open_shared, split_items
 from ..data.splits import cross_fit_fold, parse_fold
 from ..errors import UserError
 from ..paths import require_data_root, resolve
 from ..tasks.inputs import make_fuser
+from .run import prepare_out, run_meta, set_threads
 
 
 class TaskTrainingError(UserError):
@@ -157,20 +156,15 @@ def train(cfg: TrainTaskConfig, progress: bool = True) -> Path:
         raise TaskTrainingError(f"unknown task '{cfg.task}'")
     if cfg.imgsz % 32:
         raise TaskTrainingError(f"imgsz {cfg.imgsz} must be a multiple of 32")
-    import torch
-
-    from .. import __version__
     from ..tasks.detection import DetectorConfig, YoloDetector
 
-    torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)  # ultralytics seeds its own generators from cfg.seed
     root = require_data_root(cfg.data_root or None)
     classes = dataset_classes(root, "MSRS" if "MSRS" in cfg.datasets else cfg.datasets[0])
     t0 = time.time()
     cpu0 = _cpu_seconds()
     data_yaml = build_yolo_dataset(cfg, classes, progress)
-    out = resolve(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(__import__("yaml").safe_dump(to_dict(cfg), sort_keys=False))
+    out = prepare_out(cfg)
 
     from ultralytics import YOLO
 
@@ -205,14 +199,11 @@ def train(cfg: TrainTaskConfig, progress: bool = True) -> Path:
         for split in ("val", "eval"):
             r = evaluate_split(eval_det, cfg, split, "MSRS", fuser)
             metrics[r["split"]] = {k: r[k] for k in ("mAP50", "mAP50-95", "mAP75", "AP50", "images", "gt_boxes")}
-    meta = {
-        "task": "detection", "ivif_version": __version__, "ultralytics_version": _ul_version(),
-        "train_config": to_dict(cfg), "command": "ivif " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "train_seconds": round(train_s, 1), "prepare_seconds": round(t1 - t0, 1),
-        "data": json.loads((data_yaml.parent / "key.json").read_text()).get("counts", {}),
-        "cpu_seconds": round(_cpu_seconds() - cpu0, 1),
-        "metrics": metrics, "metric_note": "pycocotools COCOeval, score_threshold 0.001, fusion=" + cfg.fusion,
-    }
+    meta = run_meta(cfg, task="detection", ultralytics_version=_ul_version(), train_seconds=round(train_s, 1),
+                    prepare_seconds=round(t1 - t0, 1),
+                    data=json.loads((data_yaml.parent / "key.json").read_text()).get("counts", {}),
+                    cpu_seconds=round(_cpu_seconds() - cpu0, 1), metrics=metrics,
+                    metric_note="pycocotools COCOeval, score_threshold 0.001, fusion=" + cfg.fusion)
     path = det.save(out / "yolo_det.pt", meta)
     (out / "metrics.json").write_text(json.dumps(meta, indent=1))
     return path
