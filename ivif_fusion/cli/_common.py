@@ -24,30 +24,41 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def add_training_arguments(p: argparse.ArgumentParser, config_name: str, *, steps: bool = False,
-                           resume: bool = False) -> None:
-    """The options every `ivif train <job>` shares: --config, --out, --set (and --steps / --resume)."""
+                           epochs: bool = False, resume: bool = False) -> None:
+    """The options every `ivif train <job>` shares: --config, --out, --set (and --steps / --epochs / --resume)."""
     from ..paths import CONFIG_DIR
 
     p.add_argument("--config", default=str(CONFIG_DIR / config_name), help="training config YAML")
     p.add_argument("--out", help="output folder (overrides the config's 'out')")
     if steps:
         p.add_argument("--steps", type=int, help="optimisation steps (overrides the config's 'steps')")
+    if epochs:
+        p.add_argument("--epochs", type=int, help="training epochs (overrides the config's 'epochs')")
     if resume:
         p.add_argument("--resume", help="resume from a last_state.pt")
     add_set_option(p)
 
 
-def run_training(args: argparse.Namespace, cfg_cls: type, train: Any, extra: tuple[str, ...] = ()) -> int:
-    """Load the job's config with the command-line overrides, train, say where the outputs are."""
+#: options that override the config key of the same name when given
+OVERRIDING_OPTIONS = ("out", "steps", "epochs", "resume")
+
+
+def run_training(args: argparse.Namespace, cfg_cls: type, train: Any, extra: tuple[str, ...] = (),
+                 options: tuple[str, ...] = (), outputs: tuple[str, ...] = ("log=log.csv",)) -> int:
+    """Load the job's config with the command-line overrides, train, say where the outputs are.
+
+    ``options``: the job's own options that override config keys of the same name; ``outputs`` and
+    ``extra``: ``name=file`` lines printed after the checkpoint (files in the checkpoint's folder).
+    """
     from ..config import load
 
     overrides = parse_sets(args.set)
-    for option in ("out", "steps", "resume"):
+    for option in OVERRIDING_OPTIONS + options:
         value = getattr(args, option, None)
         if value is not None:
             overrides[option] = value
     path = train(load(cfg_cls, args.config, overrides))
-    print(f"checkpoint: {path}\nlog: {path.parent / 'log.csv'}")
-    for name, file in (x.split("=", 1) for x in extra):
+    print(f"checkpoint: {path}")
+    for name, file in (x.split("=", 1) for x in outputs + extra):
         print(f"{name}: {path.parent / file}")
     return 0
