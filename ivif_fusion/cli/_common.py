@@ -62,3 +62,30 @@ def run_training(args: argparse.Namespace, cfg_cls: type, train: Any, extra: tup
     for name, file in (x.split("=", 1) for x in outputs + extra):
         print(f"{name}: {path.parent / file}")
     return 0
+
+
+def training_verb(config_name: str, config_class: str, job: str, *, options: tuple[str, ...] = (),
+                  outputs: tuple[str, ...] = ("log=log.csv",), extra: tuple[str, ...] = (),
+                  extra_arguments: Any = None, **flags: bool) -> tuple[Any, Any]:
+    """``(add_arguments, run)`` of an `ivif train <job>` command module.
+
+    ``config_class`` (a name in :mod:`ivif_fusion.config`) and ``ivif_fusion.training.<job>`` are
+    imported when the command runs, so ``ivif --help`` stays light. ``flags`` (``steps``,
+    ``epochs``, ``resume``) select the shared options; ``extra_arguments(parser)`` adds the job's own,
+    which ``options`` lists so that they override the config keys of the same name.
+    """
+
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        if extra_arguments is not None:
+            extra_arguments(p)
+        add_training_arguments(p, config_name, **flags)
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        from .. import config
+
+        train = importlib.import_module(f"ivif_fusion.training.{job}").train
+        return run_training(args, getattr(config, config_class), train, extra, options, outputs)
+
+    return add_arguments, run

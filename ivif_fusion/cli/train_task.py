@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_training_arguments, run_training
+from ._common import training_verb
 
 COMMAND = ("train", "task")
 HELP = "train a task network (YOLO detection) on fused MSRS pairs with the shared boxes"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def _task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=("detection", "segmentation"), help="task (overrides the config's 'task')")
     p.add_argument("--fusion", choices=("vfn", "max", "visible", "ir"),
                    help="images to train on (overrides the config's 'fusion')")
-    add_training_arguments(p, "train_task_detection.yaml", epochs=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..config import TrainTaskConfig
-    from ..training.task import train
-
-    return run_training(args, TrainTaskConfig, train, options=("task", "fusion"),
-                        outputs=("metrics=metrics.json", "ultralytics run=ultralytics"))
+add_arguments, run = training_verb("train_task_detection.yaml", "TrainTaskConfig", "task", epochs=True,
+                                   extra_arguments=_task_arguments, options=("task", "fusion"),
+                                   outputs=("metrics=metrics.json", "ultralytics run=ultralytics"))
