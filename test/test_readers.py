@@ -183,6 +183,37 @@ def test_flat_single_and_named_sets(tmp_path: Path) -> None:
         R.open_dataset(tmp_path / "b", "flat", label_set="fusion")
 
 
+def test_shared_view_skips_unpaired_maps_classes_and_raises_on_labels(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    from ivif_fusion.data.shared import class_boxes, labelled_pairs, open_shared, split_items
+
+    make_flat(tmp_path / "LLVIP", unpaired=True, missing_label="010002")
+    with caplog.at_level("WARNING"):
+        reader = open_shared(tmp_path, "LLVIP", label_set="fusion", classes=["car", "person"])
+    # the unpaired 010003.jpg is left out, counted and logged; no 'fusion' set here: the single set is used
+    assert [it.file for it in reader.items] == ["010001.jpg", "010002.jpg"]
+    assert [p.name for p in reader.unpaired] == ["010003.jpg"] and "1 unpaired image(s) left out" in caplog.text
+    assert reader.label_set == E.DEFAULT_SET
+    # person is class 1 of the network's classes
+    rec = reader.record(reader.items[0])
+    np.testing.assert_allclose(class_boxes(rec), [[1, *YOLO_BOX]])
+    np.testing.assert_allclose(reader.yolo_rows(reader.items[0]), [[1, *map(float, YOLO_LINE.split()[1:])]])
+    # non-MSRS datasets only train; the pair without a label file is not "labelled"
+    assert [it.file for it in split_items(reader, "LLVIP", "train")] == ["010001.jpg", "010002.jpg"]
+    assert split_items(reader, "LLVIP", "val") == []
+    assert [it.file for it in labelled_pairs(tmp_path, "LLVIP", "train")[1]] == ["010001.jpg"]
+    # a missing label file asked for raises, naming it
+    with pytest.raises(E.MissingLabelError, match="010002.txt"):
+        reader.record(reader.items[1])
+    with pytest.raises(E.LayoutError, match="none of its classes"):
+        open_shared(tmp_path, "LLVIP", classes=["car"])
+    with pytest.raises(E.LayoutError, match="dataset 'TNO' not found"):
+        open_shared(tmp_path, "TNO")
+    (tmp_path / "LLVIP" / "labels_det" / "010001.txt").write_text("3 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(E.BadLabelError, match="class id 3"):
+        reader.yolo_rows(reader.items[0])
+
+
 def test_flat_without_classes_txt_is_an_error(tmp_path: Path) -> None:
     root = make_flat(tmp_path / "a")
     (root / "labels_det/classes.txt").unlink()

@@ -53,7 +53,6 @@ ERROR_KINDS = {
 }
 
 
-
 @dataclass(frozen=True)
 class Item:
     """One paired listing entry (no file opened yet)."""

@@ -165,8 +165,8 @@ def model_card(path: str | os.PathLike, title: str | None = None, results: str =
 
 
 @torch.inference_mode()
-def head_fuse_numpy(model: MultiHeadFusion, ir: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
+def head_fuse_numpy(model: MultiHeadFusion, thermal: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
     """Fused Y (H, W) float32 of ``task``'s head for one pair: thermal (H, W) and visible Y (H, W) in 0..1."""
-    t_ir = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32))[None, None]
+    t_thermal = torch.from_numpy(np.ascontiguousarray(thermal, dtype=np.float32))[None, None]
     t_y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None]
-    return model.head(task, model.backbone.shared_features(t_ir, t_y))[0, 0].numpy()
+    return model.head(task, model.backbone.shared_features(t_thermal, t_y))[0, 0].numpy()
