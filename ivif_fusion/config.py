@@ -161,10 +161,24 @@ class RuntimeConfig:
 
 
 @dataclass
-class TrainFusionConfig:
-    """`ivif train fusion`: stage-1 unsupervised training of the VFN backbone."""
+class TrainRunConfig:
+    """What every `ivif train` job has: data, seed, threads, device, output folder.
+
+    Each job's config inherits these fields (YAML keys stay flat: ``seed: 0``, not ``run: {seed: 0}``);
+    :mod:`ivif_fusion.training.run` uses them to set up the run.
+    """
 
     data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
+    seed: int = param(0, "Seed of initialisation, sampling (crops, flips, batches) and augmentation.")
+    threads: int = param(2, "Torch CPU threads.", min=1)
+    device: str = param("cpu", "Torch device ('cpu', 'cuda', 'cuda:1'; task training also takes ultralytics' '0').")
+    out: str = param("runs/train", "Output folder: checkpoint, log.csv, config.yaml.")
+
+
+@dataclass
+class TrainFusionConfig(TrainRunConfig):
+    """`ivif train fusion`: stage-1 unsupervised training of the VFN backbone."""
+
     datasets: list = param(help="Paired folders under the data root used for training (MSRS: train range only).",
                            factory=lambda: ["MSRS", "TNO", "RoadScene", "VIFB"])
     depth: int = param(2, "Dilated dense blocks per encoder and in the decoder.", min=1)
@@ -175,19 +189,15 @@ class TrainFusionConfig:
     lr: float = param(1e-3, "Adam learning rate (cosine decay to 5 % over the run).", min=0.0)
     w_int: float = param(0.2, "Weight of the intensity term L1(F, max(IR, Y)).", min=0.0)
     w_grad: float = param(1.0, "Weight of the gradient term L1(|grad F|, max(|grad IR|, |grad Y|)).", min=0.0)
-    seed: int = param(0, "Seed of initialisation, crops and flips.")
-    threads: int = param(2, "Torch CPU threads.", min=1)
-    device: str = param("cpu", "Torch device.")
     max_side: int = param(640, "Images with a longer side are downscaled to this before cropping (0 = keep).", min=0)
     out: str = param("runs/fusion", "Output folder: checkpoints (best/last), CSV log, config copy.")
     resume: str = param("", "Resume from this training-state file (runs/.../last_state.pt).")
 
 
 @dataclass
-class TrainTaskConfig:
+class TrainTaskConfig(TrainRunConfig):
     """`ivif train task`: a task network trained on fused images (MSRS: train range; val range selects)."""
 
-    data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
     task: str = param("detection", "Task network to train.", choices=("detection", "segmentation"))
     datasets: list = param(help="Labelled paired folders used (MSRS: train range, val range for selection; "
                                 "LLVIP: person boxes mapped to class 0, training only).", factory=lambda: ["MSRS"])
@@ -212,18 +222,14 @@ class TrainTaskConfig:
     holdout_fold: str = param("", "Cross-fitting: 'k/n' leaves fold k of n (data.splits.cross_fit_fold) out of "
                                   "the training pairs, so that an RSC can learn from this network's loss on "
                                   "images it never saw (empty: train on all).")
-    seed: int = param(0, "Seed of initialisation and augmentation.")
-    threads: int = param(2, "Torch CPU threads.", min=1)
-    device: str = param("cpu", "Torch device ('cpu', 'cuda', '0').")
     cache_dir: str = param("runs/task_data", "Where fused training images and the ultralytics data yaml are cached.")
     out: str = param("runs/task_detection", "Output folder: ultralytics run and the converted checkpoint.")
 
 
 @dataclass
-class TrainRSCConfig:
+class TrainRSCConfig(TrainRunConfig):
     """`ivif train rsc`: RSC task customization against frozen backbone and task networks."""
 
-    data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
     dataset: str = param("MSRS", "Labelled paired folder (MSRS: train frame range only).")
     label_set: str = param("fusion", "MSRS box set (labels_det/<set>).", choices=("fusion", "infrared", "visible"))
     backbone: str = param("models/vfn_msrs.pt", "Frozen VFN backbone checkpoint.")
@@ -259,17 +265,13 @@ class TrainRSCConfig:
                                       min=0.0, max=1.0)
     min_visible: float = param(0.4, "A cropped box is kept when at least this fraction of its area is inside.",
                                min=0.0, max=1.0)
-    seed: int = param(0, "Seed of initialisation and crops.")
-    threads: int = param(2, "Torch CPU threads.", min=1)
-    device: str = param("cpu", "Torch device.")
     out: str = param("runs/rsc", "Output folder: rsc.pt (kind 'rsc'), log.csv, config.yaml.")
 
 
 @dataclass
-class TrainVifaConfig:
+class TrainVifaConfig(TrainRunConfig):
     """`ivif train vifa`: shared backbone + one-layer head per task, two distillations (docs/vifa.md)."""
 
-    data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
     datasets: list = param(help="Paired folders used for training and key-channel selection (MSRS: train range "
                                 "only).", factory=lambda: ["MSRS"])
     max_side: int = param(640, "Images with a longer side are downscaled to this before cropping (0 = keep).", min=0)
@@ -305,9 +307,6 @@ class TrainVifaConfig:
     w_ref: float = param(1.0, "Weight of each head's reference L2.", min=0.0)
     w_fusion: float = param(0.0, "Weight of the stage-1 fusion loss on each head output (0 = off).", min=0.0)
     train_backbone: bool = param(True, "Train the shared backbone too (False: heads only).")
-    seed: int = param(0, "Seed of crops, fine-tuning and training.")
-    threads: int = param(2, "Torch CPU threads.", min=1)
-    device: str = param("cpu", "Torch device.")
     out: str = param("runs/vifa", "Output folder: vifa.pt (kind 'vifa'), log.csv, config.yaml, key-channel report.")
 
 
