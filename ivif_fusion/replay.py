@@ -238,6 +238,7 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
     from .io.messages import ConversionError, msg_to_frame, stamp_ns
     from .runtime.pipeline import PairSizeMismatch, Pipeline
     from .runtime.sync import Synchronizer, pair_drops
+    from .runtime.time_jump import TimeJumpGuard, admit
 
     bag = Path(bag)
     out_dir = Path(out_dir)
@@ -255,6 +256,7 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
         infos = {s: reader.require(topics[s], bags.IMAGE_TYPES, s) for s in STREAMS}
         pipe = pipeline if pipeline is not None else Pipeline.from_config(cfg)
         sync = Synchronizer.from_config(cfg.sync)
+        jumps = TimeJumpGuard(cfg.time_jump_s)
         out_dir.mkdir(parents=True, exist_ok=True)
         summary = ReplaySummary(
             bag=str(bag), out_dir=str(out_dir), output_bag=str(out_bag), storage=rc.storage, config=cfg,
@@ -364,6 +366,15 @@ def replay(bag: str | Path, cfg: RuntimeConfig, out_dir: str | Path, *, config_s
                         drops.append(sync.reject(stream, stamp, e.reason, str(e)))
                         continue
                     timings.setdefault(f"decode:{stream}", []).append((time.perf_counter() - t) * 1e3)
+                    n_jumps = len(jumps.jumps)
+                    sync, jdrops, accepted = admit(jumps, sync, stream, frame.stamp_ns,
+                                                   lambda: Synchronizer.from_config(cfg.sync))
+                    drops.extend(jdrops)
+                    if len(jumps.jumps) > n_jumps:
+                        log.warning("time jump: %s; pairing reset, %d frames dropped as time_jump",
+                                    jumps.jumps[-1].describe(), len(jdrops))
+                    if not accepted:
+                        continue
                     pairs, sdrops = sync.push(frame)
                     drops.extend(sdrops)
                     for pair in pairs:

@@ -45,7 +45,7 @@ from ..errors import is_user_error
 from ..io.messages import ConversionError, make_header, msg_to_frame, stamp_ns
 from ..runtime.stream_health import StreamHealth
 from ..runtime.sync import Synchronizer
-from ..runtime.time_jump import TimeJumpGuard, Verdict
+from ..runtime.time_jump import STALE_DETAIL, TimeJumpGuard, Verdict
 from ..types import DropReason, Pair
 from .accounting import NodeAccounting
 from .camera_info import CameraInfoRelay, sibling_topic
@@ -194,7 +194,7 @@ class FusionNode(Node):
         self.health.observe_stamp(stream, stamp, self.get_clock().now().nanoseconds)
         verdict = self.time_jumps.check(stream, stamp)
         if verdict is Verdict.STALE:
-            self.accounting.reject(stream, stamp, DropReason.TIME_JUMP, "stamp from before a time jump")
+            self.accounting.reject(stream, stamp, DropReason.TIME_JUMP, STALE_DETAIL)
             return False
         if verdict is Verdict.JUMP:
             self._reset_timeline(self.time_jumps.jumps[-1])
