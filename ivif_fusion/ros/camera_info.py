@@ -14,12 +14,6 @@ import threading
 from typing import Any
 
 
-def sibling_topic(image_topic: str, name: str = "camera_info") -> str:
-    """``thermal/image_raw`` -> ``thermal/camera_info`` (image_transport's camera_info convention)."""
-    head, sep, _ = image_topic.rpartition("/")
-    return f"{head}{sep}{name}"
-
-
 def scaled_intrinsics(k: list[float], p: list[float], src_wh: tuple[int, int], dst_wh: tuple[int, int]
                       ) -> tuple[list[float], list[float]]:
     """K (3x3) and P (3x4), row-major, of a camera whose image is resized from ``src_wh`` to ``dst_wh``."""

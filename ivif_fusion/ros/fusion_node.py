@@ -48,11 +48,12 @@ from ..runtime.sync import Synchronizer
 from ..runtime.time_jump import STALE_DETAIL, TimeJumpGuard, Verdict
 from ..types import DropReason, Pair
 from .accounting import NodeAccounting
-from .camera_info import CameraInfoRelay, sibling_topic
+from .camera_info import CameraInfoRelay
 from .convert import output_topics, result_messages, ros_classes
 from .declare import declare_node_parameters
 from .diagnostics import node_diagnostics, pipeline_errors_finding
 from .qos import describe_qos, qos_profile
+from .topics import camera_info_topic, input_topic
 
 NODE_NAME = "fusion_node"
 PARAMETER_HINT = ("tasks are plain parameters: -p 'pipeline.tasks:=[det, seg]' -p tasks.det.kind:=detection "
@@ -119,17 +120,18 @@ class FusionNode(Node):
         self._worker.start()
 
         def sub(stream: str, cfg: Any) -> Any:
-            compressed = cfg.transport == "compressed"
-            cls = self.classes["sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"]
-            topic = f"{cfg.topic}/compressed" if compressed else cfg.topic
-            return self.create_subscription(cls, topic, lambda msg: self._on_message(stream, msg), qos_profile(cfg))
+            cls = self.classes["sensor_msgs/msg/CompressedImage" if cfg.transport == "compressed"
+                               else "sensor_msgs/msg/Image"]
+            return self.create_subscription(cls, input_topic(cfg, self.resolve_topic_name),
+                                            lambda msg: self._on_message(stream, msg), qos_profile(cfg))
 
         self._subs = [sub("thermal", ros.thermal), sub("visible", ros.visible)]
         reference = inputs[self.cfg.sync.reference]
         self.camera_info = CameraInfoRelay(self.classes["sensor_msgs/msg/CameraInfo"])
         if ros.publish_camera_info:
             self._subs.append(self.create_subscription(self.classes["sensor_msgs/msg/CameraInfo"],
-                                                       sibling_topic(reference.topic), self.camera_info.on_info,
+                                                       camera_info_topic(reference, self.resolve_topic_name),
+                                                       self.camera_info.on_info,
                                                        qos_profile(reference)))
         back = Duration(nanoseconds=-max(1, int(self.cfg.time_jump_s * 1e9)))
         self._clock_jump = self.get_clock().create_jump_callback(
