@@ -1,6 +1,9 @@
 """ROS 2 layer: the fusion node and its glue.
 
-Importing this package does not import rclpy; only :mod:`ivif_fusion.ros.fusion_node` does.
-:mod:`~ivif_fusion.ros.params` (declared parameters), :mod:`~ivif_fusion.ros.accounting`
-(counters) and :mod:`~ivif_fusion.ros.convert` (message building) work without ROS.
+Importing this package does not import rclpy. rclpy is imported by :mod:`~ivif_fusion.ros.fusion_node`
+(the node), :mod:`~ivif_fusion.ros.lifecycle_node` (the managed node), :mod:`~ivif_fusion.ros.declare`
+(parameter declaration) and :mod:`~ivif_fusion.ros.qos` (QoS profiles). :mod:`~ivif_fusion.ros.params`
+(parameter specs), :mod:`~ivif_fusion.ros.topics` (input topic names), :mod:`~ivif_fusion.ros.accounting`
+(counters), :mod:`~ivif_fusion.ros.convert` and :mod:`~ivif_fusion.ros.diagnostics` (message building)
+and :mod:`~ivif_fusion.ros.camera_info` work without ROS.
 """

@@ -21,9 +21,9 @@ from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallba
 from rclpy.node import Node
 
 from ..errors import is_user_error
+from .convert import ros_classes
 from .declare import declare_node_parameters
 from .fusion_node import NODE_NAME, FusionNode, run_node
-from .convert import ros_classes
 
 
 class LifecycleFusionNode(LifecycleNodeMixin, FusionNode):
@@ -40,10 +40,8 @@ class LifecycleFusionNode(LifecycleNodeMixin, FusionNode):
         try:
             self.configure()
         except Exception as e:  # noqa: BLE001 - a bad file fails the transition, never the process
-            if not is_user_error(e):
-                self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
-            else:
-                self.get_logger().error(f"configure failed: {e}")
+            what = str(e) if is_user_error(e) else f"{type(e).__name__}: {e}"
+            self.get_logger().error(f"configure failed: {what}")
             self.pipeline = None
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
