@@ -9,7 +9,8 @@ test/ros_fixtures/live.py: random ROS_DOMAIN_ID, LOCALHOST discovery, config/fas
 - diagnostics: a stream below its expected rate is WARN; every frame dropped is ERROR;
 - time jump: the same stamps sent twice; outputs resume and diagnostics go WARN;
 - lifecycle: configure (failing on a missing file, then succeeding), activate, deactivate,
-  cleanup and shutdown driven through the node's lifecycle services.
+  cleanup and shutdown driven through the node's lifecycle services;
+- use_sim_time: /clock going back resets pairing once.
 
 Stamps are taken from the wall clock, as a camera driver's would be, so the stamp checks pass.
 """
@@ -328,3 +329,29 @@ def test_lifecycle_transitions_through_services(tmp_path, client, random_vfn_ckp
         rc = node.stop()
     assert rc == 0, node.log()[-3000:]
     assert "Traceback" not in node.log()
+
+
+def test_sim_clock_reset_resets_pairing(tmp_path, client, random_vfn_ckpt):  # noqa: ANN001
+    """use_sim_time: /clock going back by more than time_jump_s resets pairing, logged once."""
+    from rosgraph_msgs.msg import Clock
+    from builtin_interfaces.msg import Time
+
+    cfg = _config(tmp_path, random_vfn_ckpt)
+    name = "/sim/fusion_node"
+    clock = client.node.create_publisher(Clock, "/clock", _qos(True))
+    node = NodeProcess(tmp_path / "node.log", ENV, ["-r", "__ns:=/sim", "-p", "use_sim_time:=true",
+                                                    "-p", f"config_file:={cfg}"])
+    try:
+        client.wait(lambda: client.node.count_publishers(f"{name}/fused/fusion") > 0 or not node.alive(),
+                    START_TIMEOUT, "the sim-time node")
+        assert node.alive(), node.log()[-3000:]
+        client.wait(lambda: clock.get_subscription_count() > 0, 30, "the node to subscribe to /clock")
+        for sec in (1000, 1001, 1002, 10, 11):   # the simulation restarts at 10 s
+            clock.publish(Clock(clock=Time(sec=sec)))
+            time.sleep(0.3)
+        client.wait(lambda: "the ROS clock jumped back" in node.log(), 10, "the clock jump to be logged")
+        assert node.log().count("the ROS clock jumped back") == 1   # forward steps are not jumps
+    finally:
+        rc = node.stop()
+    assert rc == 0 and "Traceback" not in node.log(), node.log()[-3000:]
+    client.node.destroy_publisher(clock)

@@ -68,3 +68,12 @@ def test_restart_recounts_held_frames_as_time_jump():
     p, d = fresh.push(Frame(1 * S, "f", np.zeros((2, 2), np.float32), "mono8", "thermal"))
     p, d = fresh.push(Frame(1 * S, "f", np.zeros((2, 2), np.float32), "mono8", "visible"))
     assert len(p) == 1 and not d and fresh.balanced()
+
+
+def test_clock_reset_starts_every_stream_over():
+    g = TimeJumpGuard(1.0)
+    assert g.check("thermal", 50 * S) == Verdict.ACCEPT and g.check("visible", 50 * S) == Verdict.ACCEPT
+    g.clock_reset()
+    # After the clock went back, old-timeline memory is gone: earlier stamps are accepted, not jumps.
+    assert g.check("thermal", 2 * S) == Verdict.ACCEPT and g.check("visible", 2 * S) == Verdict.ACCEPT
+    assert g.jumps == []
