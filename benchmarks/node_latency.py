@@ -80,6 +80,7 @@ def _run_case(name: str, sends: list[Send], sync_mode: str, factory: MessageFact
     log = open(tmp / f"node_{name}.log", "w")  # noqa: SIM115
     args = [sys.executable, "-m", "ivif_fusion.ros.fusion_node", "--ros-args",
             "-p", f"pipeline.backbone_weights:={weights}", "-p", f"pipeline.threads:={threads}",
+            "-p", "pipeline.tasks:=[fusion]", "-p", "tasks.fusion.kind:=fusion", "-p", "pipeline.backends:=[torch]",
             "-p", f"sync.mode:={sync_mode}", "-p", "ros.thermal.reliability:=reliable", "-p", "ros.thermal.depth:=100",
             "-p", "ros.visible.reliability:=reliable", "-p", "ros.visible.depth:=100",
             "-p", "ros.diagnostics_period_s:=0.5"]

@@ -10,14 +10,17 @@ test/ros_fixtures/live.py: random ROS_DOMAIN_ID, LOCALHOST discovery, config/fas
 - time jump: the same stamps sent twice; outputs resume and diagnostics go WARN;
 - lifecycle: configure (failing on a missing file, then succeeding), activate, deactivate,
   cleanup and shutdown driven through the node's lifecycle services;
-- use_sim_time: /clock going back resets pairing once.
+- use_sim_time: /clock going back resets pairing once;
+- Fast DDS defaults (no large-image profile): the frames the middleware loses show up as a WARN.
 
 Stamps are taken from the wall clock, as a camera driver's would be, so the stamp checks pass.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -355,3 +358,50 @@ def test_sim_clock_reset_resets_pairing(tmp_path, client, random_vfn_ckpt):  # n
         rc = node.stop()
     assert rc == 0 and "Traceback" not in node.log(), node.log()[-3000:]
     client.node.destroy_publisher(clock)
+
+
+DEFAULTS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com"><profiles><transport_descriptors>
+<transport_descriptor><transport_id>udp</transport_id><type>UDPv4</type>
+<interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList></transport_descriptor>
+<transport_descriptor><transport_id>shm</transport_id><type>SHM</type></transport_descriptor>
+</transport_descriptors><participant profile_name="defaults_on_loopback" is_default_profile="true"><rtps>
+<userTransports><transport_id>shm</transport_id><transport_id>udp</transport_id></userTransports>
+<useBuiltinTransports>false</useBuiltinTransports></rtps></participant></profiles></dds>
+"""
+
+
+def test_middleware_loss_is_visible_in_diagnostics(tmp_path, client, random_vfn_ckpt):  # noqa: ANN001
+    """Camera and node on Fast DDS's default transports (loopback only): frames are lost in the middleware
+    and the input status says so (the message_lost event), with no expected rate configured."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    profile = tmp_path / "fastdds_defaults_loopback.xml"
+    profile.write_text(DEFAULTS_PROFILE)
+    env = {**ENV, "FASTDDS_DEFAULT_PROFILES_FILE": str(profile)}
+    cfg = _config(tmp_path, random_vfn_ckpt, **{"ros.thermal.rate_hz": 0.0})
+    node = NodeProcess(tmp_path / "node.log", env, ["-r", "__ns:=/lossy", "-p", f"config_file:={cfg}"])
+    diags: list = []
+    args = [sys.executable, str(ROOT / "test" / "ros_fixtures" / "pair_publisher.py"), "--duration", "4",
+            "--width", str(W), "--height", str(H), "--reliable", "--thermal-topic", "/lossy/thermal/image_raw",
+            "--rgb-topic", "/lossy/rgb/image_raw"]
+    try:
+        client.wait(lambda: client.node.count_publishers("/lossy/fusion_node/fused/fusion") > 0 or not node.alive(),
+                    START_TIMEOUT, "the node")
+        sub = client.collect(DiagnosticArray, "/diagnostics", _qos(True, 100), diags)
+        client.wait(lambda: sub.get_publisher_count() > 0, 30, "diagnostics")
+        res = subprocess.run(args, env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                             text=True, timeout=90)
+        assert res.returncode == 0, res.stderr[-2000:]
+        t_end = time.perf_counter()
+        client.wait(lambda: _latest(diags, ": visible input", t_end + 0.5, "/lossy/fusion_node") is not None, 10,
+                    "diagnostics after the camera stopped")
+        seen = [_status(m, ": visible input") for t, m in diags if m.status[0].hardware_id == "/lossy/fusion_node"]
+        lost = [s for s in seen if s and "lost by the middleware" in s[1]]
+        assert lost, [s[:2] for s in seen if s][-4:]
+        level, message, kv = lost[-1]
+        assert level >= 1 and int(kv["lost_total"]) > 0
+        print(f"Fast DDS defaults: {message}")
+    finally:
+        rc = node.stop()
+    assert rc == 0 and "Traceback" not in node.log(), node.log()[-3000:]

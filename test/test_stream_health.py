@@ -93,3 +93,18 @@ def test_latency_window_mean_and_warning():
     rep = h.update(2.0, _snap(18, 18, {}, 18, 18, {}, {"node_total": StageStats(6, 1000.0, 500.0, 400.0)}))
     # Window mean over the 6 pairs since the start: 1000 / 6 = 166.7 ms > 100.
     assert rep.latency.level == WARN and "mean latency 167 ms over 6 pairs" in rep.latency.message
+
+
+def test_middleware_loss_warns_without_an_expected_rate():
+    h = _health()
+    h.observe_lost("visible", 12)
+    h.observe_lost("visible", 30)     # running total from the message_lost event
+    rep = h.update(5.0, _snap(45, 45, {}, 18, 18, {}))
+    v = rep.streams["visible"]
+    assert v.level == WARN and v.values["lost"] == "30" and v.values["lost_total"] == "30"
+    assert v.message.startswith("30 visible messages lost by the middleware before the node in 5.0 s (18 received)")
+    assert rep.streams["thermal"].level == OK and rep.streams["thermal"].values["lost"] == "0"
+    # No new loss in the following windows: the window slides past it.
+    for t in (6.0, 7.0, 8.0, 9.0, 10.0):
+        rep = h.update(t, _snap(45 + int(t), 45 + int(t), {}, 18 + int(t), 18 + int(t), {}))
+    assert rep.streams["visible"].level == OK and rep.streams["visible"].values["lost_total"] == "30"

@@ -35,6 +35,7 @@ import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -122,8 +123,12 @@ class FusionNode(Node):
         def sub(stream: str, cfg: Any) -> Any:
             cls = self.classes["sensor_msgs/msg/CompressedImage" if cfg.transport == "compressed"
                                else "sensor_msgs/msg/Image"]
+            # The middleware reports samples it lost before they reached the callback: diagnostics show them.
+            events = SubscriptionEventCallbacks(message_lost=lambda info: self.health.observe_lost(stream,
+                                                                                                  info.total_count))
             return self.create_subscription(cls, input_topic(cfg, self.resolve_topic_name),
-                                            lambda msg: self._on_message(stream, msg), qos_profile(cfg))
+                                            lambda msg: self._on_message(stream, msg), qos_profile(cfg),
+                                            event_callbacks=events)
 
         self._subs = [sub("thermal", ros.thermal), sub("visible", ros.visible)]
         reference = inputs[self.cfg.sync.reference]

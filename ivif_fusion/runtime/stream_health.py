@@ -12,6 +12,9 @@ snapshot (:meth:`update`). It keeps the last ``WINDOW`` periods and judges, per 
   flow-control reasons ``no_partner`` and ``superseded``) at ``drop_warn_ratio`` is a WARN; every
   frame of the window dropped, whatever the reason, is an ERROR ("everything dropped" never
   reads OK);
+- messages the middleware reports lost before they reached the node (DDS ``message_lost``
+  events, :meth:`observe_lost`) in the window are a WARN: the loss is visible even without
+  an expected rate;
 - a time jump in the window is a WARN;
 
 and, for the node, the window's mean latency (``node_total``) against ``latency_warn_ms``.
@@ -65,6 +68,7 @@ class _Sample:
     received: int
     paired: int
     dropped: dict[str, int]
+    lost: int = 0
 
 
 @dataclass
@@ -97,6 +101,7 @@ class StreamHealth:
         self._stamps = {s: _StampStats() for s in rates_hz}
         self._latency: deque[tuple[int, float]] = deque([(0, 0.0)], maxlen=WINDOW + 1)
         self._jumps: deque[tuple[float, str]] = deque(maxlen=8)
+        self._lost = dict.fromkeys(rates_hz, 0)
 
     # ------------------------------------------------------------------ inputs
 
@@ -114,6 +119,10 @@ class StreamHealth:
             st.too_old += 1
         if self.cfg.max_stamp_lead_s > 0 and -delta_s > self.cfg.max_stamp_lead_s:
             st.too_new += 1
+
+    def observe_lost(self, stream: str, total: int) -> None:
+        """The middleware's running count of ``stream`` messages lost before the node (message_lost event)."""
+        self._lost[stream] = max(self._lost[stream], int(total))
 
     def note_jump(self, now_s: float, event: JumpEvent | None, lost: int) -> None:
         """Pairing was reset at ``now_s`` because of ``event`` (None: the clock jumped); ``lost`` frames dropped."""
@@ -138,7 +147,8 @@ class StreamHealth:
 
     def _judge_stream(self, stream: str, now_s: float, counts: dict) -> StreamReport:
         samples = self._samples[stream]
-        samples.append(_Sample(now_s, int(counts["received"]), int(counts["paired"]), dict(counts["dropped"])))
+        samples.append(_Sample(now_s, int(counts["received"]), int(counts["paired"]), dict(counts["dropped"]),
+                               self._lost[stream]))
         first, last = samples[0], samples[-1]
         span = max(last.t_s - first.t_s, 1e-9)
         received = last.received - first.received
@@ -149,7 +159,8 @@ class StreamHealth:
         expected = self.rates_hz[stream]
         topic = self.topics.get(stream, stream)
         values = {"window_s": f"{span:.2f}", "rate_hz": f"{rate:.2f}", "expected_hz": f"{expected:g}",
-                  "received": str(received), "dropped": str(n_dropped)}
+                  "received": str(received), "dropped": str(n_dropped), "lost": str(last.lost - first.lost),
+                  "lost_total": str(last.lost)}
         values.update({f"drop_ratio.{r}": f"{n / received:.3f}" for r, n in sorted(dropped.items()) if received})
         findings: list[Finding] = []
         if received == 0:
@@ -162,6 +173,11 @@ class StreamHealth:
         elif faults / received >= self.cfg.drop_warn_ratio:
             why = ", ".join(f"{r} {n}" for r, n in sorted(dropped.items()) if r not in FLOW_REASONS)
             findings.append(Finding(WARN, f"{faults} of {received} {stream} frames dropped in {span:.1f} s ({why})"))
+        lost = last.lost - first.lost
+        if lost > 0:
+            findings.append(Finding(WARN, f"{lost} {stream} messages lost by the middleware before the node in "
+                                          f"{span:.1f} s ({received} received): use the large-image DDS profile, "
+                                          "a larger history depth or reliable QoS (docs/ros.md, Transport and QoS)"))
         if expected > 0 and received > 0:
             lo, hi = expected * (1 - self.cfg.rate_tolerance), expected * (1 + self.cfg.rate_tolerance)
             if rate < lo:
