@@ -35,7 +35,7 @@ import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
-from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -99,7 +99,7 @@ class FusionNode(Node):
         self.time_jumps = TimeJumpGuard(self.cfg.time_jump_s)
         inputs = {"thermal": ros.thermal, "visible": ros.visible}
         self.health = StreamHealth(self.cfg.diagnostics, {s: c.rate_hz for s, c in inputs.items()},
-                                   {s: self.resolve_topic_name(c.topic) for s, c in inputs.items()}, time.monotonic())
+                                   {s: input_topic(c, self.resolve_topic_name) for s, c in inputs.items()}, time.monotonic())
         out_qos = qos_profile(ros.output_qos)
         self._pubs: dict[tuple[str, str], Any] = {}
         for task in self.pipeline.task_names:
@@ -123,12 +123,16 @@ class FusionNode(Node):
         def sub(stream: str, cfg: Any) -> Any:
             cls = self.classes["sensor_msgs/msg/CompressedImage" if cfg.transport == "compressed"
                                else "sensor_msgs/msg/Image"]
+            topic, qos = input_topic(cfg, self.resolve_topic_name), qos_profile(cfg)
             # The middleware reports samples it lost before they reached the callback: diagnostics show them.
             events = SubscriptionEventCallbacks(message_lost=lambda info: self.health.observe_lost(stream,
                                                                                                   info.total_count))
-            return self.create_subscription(cls, input_topic(cfg, self.resolve_topic_name),
-                                            lambda msg: self._on_message(stream, msg), qos_profile(cfg),
-                                            event_callbacks=events)
+            try:
+                return self.create_subscription(cls, topic, lambda msg: self._on_message(stream, msg), qos,
+                                                event_callbacks=events)
+            except UnsupportedEventTypeError:
+                self.get_logger().warning("this RMW does not report lost messages: diagnostics cannot count them")
+                return self.create_subscription(cls, topic, lambda msg: self._on_message(stream, msg), qos)
 
         self._subs = [sub("thermal", ros.thermal), sub("visible", ros.visible)]
         reference = inputs[self.cfg.sync.reference]
