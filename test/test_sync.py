@@ -16,7 +16,8 @@ import pytest
 
 from ivif_fusion.config import SyncConfig
 from ivif_fusion.runtime.sync import (STREAMS, ApproximateTimePolicy, ExactTimePolicy, LatestPairSlot,
-                                      Synchronizer, pair_drops)
+                                      RclpyApproximatePolicy, RclpyExactPolicy, Synchronizer, pair_drops,
+                                      seconds_to_ns)
 from ivif_fusion.types import DropReason, Frame, Pair
 
 S = 1_000_000_000  # one second in ns
@@ -203,11 +204,24 @@ def test_slop_zero_pairs_only_equal_stamps():
     assert pairs == [(0, 0), (2, 2)]
 
 
+def test_seconds_to_ns_truncates_like_rclcpp_and_rclpy():
+    assert seconds_to_ns(0.05) == 50_000_000
+    assert seconds_to_ns(1.001) == 1_000_999_999  # 1.001 * 1e9 = 1000999999.9999999 in double precision
+    assert seconds_to_ns(1.5) == 1_500_000_000 and seconds_to_ns(0) == 0
+
+
 def test_from_config():
     sync = Synchronizer.from_config(SyncConfig(mode="exact", queue_size=3, slop_s=0.01))
     assert sync.mode == "exact" and sync.queue_size == 3 and sync.slop_ns == 10_000_000
     sync = Synchronizer.from_config(SyncConfig())
     assert sync.mode == "approximate" and sync.slop_ns == 50_000_000
+    assert sync.policy == "optimal" and not sync.reject_late
+    assert type(sync._policy) is ApproximateTimePolicy and sync._policy.age_penalty == 0.1
+    assert sync._policy.max_interval_ns == 50_000_000
+    sync = Synchronizer.from_config(SyncConfig(policy="rclpy", slop_s=2.01, reject_late=True))
+    assert sync.policy == "rclpy" and sync.reject_late and sync._policy.slop_ns == 2_009_999_999
+    sync = Synchronizer.from_config(SyncConfig(age_penalty=0.0, slop_inclusive=False))
+    assert sync._policy.age_penalty == 0.0 and sync._policy.max_interval_ns == 49_999_999
 
 
 def test_bad_arguments():
@@ -219,6 +233,28 @@ def test_bad_arguments():
         Synchronizer(queue_size=0)
     with pytest.raises(ValueError, match="stream"):
         Synchronizer().push(frame("depth", 0))
+    with pytest.raises(ValueError, match="policy"):
+        Synchronizer(policy="greedy")
+    with pytest.raises(ValueError, match="rclpy policy needs a slop"):
+        Synchronizer("approximate", 10, None, policy="rclpy")
+    with pytest.raises(ValueError, match="strict slop bound of 0"):
+        Synchronizer(slop_s=0.0, slop_inclusive=False)
+    with pytest.raises(ValueError, match="unknown streams"):
+        Synchronizer(inter_message_lower_bound_s={"depth": 0.1})
+    with pytest.raises(ValueError, match="at least 2 topics"):
+        ApproximateTimePolicy(1, 10)
+    with pytest.raises(ValueError, match="age_penalty"):
+        ApproximateTimePolicy(2, 10, age_penalty=-0.1)
+    with pytest.raises(ValueError, match="max_interval_ns"):
+        ApproximateTimePolicy(2, 10, max_interval_ns=-1)
+    with pytest.raises(ValueError, match="lower_bounds"):
+        ApproximateTimePolicy(2, 10, inter_message_lower_bounds_ns=[0])
+    with pytest.raises(ValueError, match="lower_bounds"):
+        ApproximateTimePolicy(2, 10, inter_message_lower_bounds_ns=[0, -1])
+    with pytest.raises(ValueError, match="slop_ns"):
+        RclpyApproximatePolicy(2, 10, -1)
+    with pytest.raises(ValueError, match="queue_size"):
+        RclpyExactPolicy(2, 0)
 
 
 # ----------------------------------------------------------------------------- exact mode
@@ -247,16 +283,20 @@ def test_exact_policy_direct():
     assert p.add(0, 5) == ([], [])
     sets, drops = p.add(1, 5, "x")
     assert sets == [((5, None), (5, "x"))] and drops == []
-    sets, drops = p.add(0, 4)  # older than the last emitted set
-    assert sets == [] and drops[0][2] == DropReason.NO_PARTNER
+    # Older than the last emitted set: C++ ExactTime stores it like any other stamp ...
+    sets, drops = p.add(0, 4)
+    assert sets == [] and drops == [] and p.pending() == [(0, (4, None))]
+    # ... and it still completes a set.
+    sets, drops = p.add(1, 4, "y")
+    assert sets == [((4, None), (4, "y"))] and drops == [] and p.pending() == []
 
 
 # ----------------------------------------------------------------------------- order, duplicates, accounting
 
 
 @pytest.mark.parametrize("mode", ["approximate", "exact"])
-def test_out_of_order_and_duplicate(mode):
-    sync = Synchronizer(mode, 10, 0.05)
+def test_out_of_order_and_duplicate_with_reject_late(mode):
+    sync = Synchronizer(mode, 10, 0.05, reject_late=True)
     assert sync.push(frame("thermal", 10 * S)) == ([], [])
     _, d = sync.push(frame("thermal", 10 * S))
     assert [(x.reason, x.stamp_ns) for x in d] == [(DropReason.DUPLICATE, 10 * S)]
@@ -269,6 +309,37 @@ def test_out_of_order_and_duplicate(mode):
     assert c.received["thermal"] == 5 and c.dropped["thermal"] == {DropReason.DUPLICATE: 2,
                                                                    DropReason.OUT_OF_ORDER: 1}
     assert sync.queued("thermal") == 2 and sync.balanced()
+
+
+def test_reject_late_remembers_only_recent_stamps():
+    sync = Synchronizer("approximate", 10, 0.05, reject_late=True, recent_stamps=2)
+    for t in (1, 2, 3):
+        sync.push(frame("thermal", t * S))
+    _, d = sync.push(frame("thermal", 1 * S))  # seen, but no longer among the last 2
+    assert [(x.reason, x.detail) for x in d] == [
+        (DropReason.OUT_OF_ORDER, f"stamp {S} older than last accepted {3 * S} on thermal")]
+    _, d = sync.push(frame("thermal", 2 * S))
+    assert [(x.reason, x.detail) for x in d] == [(DropReason.DUPLICATE, f"stamp {2 * S} already received on thermal")]
+    assert sync.queued("thermal") == 3 and sync.balanced()
+
+
+@pytest.mark.parametrize("mode", ["approximate", "exact"])
+def test_repeats_and_late_stamps_reach_the_policy_by_default(mode):
+    """message_filters drops nothing for being late or repeated: the policy decides."""
+    sync = Synchronizer(mode, 10, 0.05)
+    first = frame("thermal", 10 * S)
+    sync.push(first)
+    repeat = frame("thermal", 10 * S)
+    _, d = sync.push(repeat)
+    if mode == "approximate":  # C++ ApproximateTime queues the repeat as a message of its own
+        assert d == [] and sync.queued("thermal") == 2
+    else:  # C++ ExactTime: the repeat replaces the pending one
+        assert [(x.reason, x.stamp_ns) for x in d] == [(DropReason.REPLACED, 10 * S)] and sync.queued("thermal") == 1
+    _, d = sync.push(frame("thermal", 9 * S))  # late: queued too
+    assert d == [] and sync.balanced()
+    pairs, _ = sync.push(frame("visible", 10 * S))
+    expected_thermal = first if mode == "approximate" else repeat
+    assert len(pairs) == 1 and pairs[0].thermal is expected_thermal
 
 
 def test_reject_counts_and_seq():
@@ -306,12 +377,16 @@ def _random_events(rng: np.random.Generator, n: int):
 @pytest.mark.parametrize("mode,queue_size,slop_s", [
     ("approximate", 10, 0.05), ("approximate", 2, 0.02), ("approximate", 1, None), ("approximate", 5, 0.0),
     ("exact", 10, 0.05), ("exact", 1, 0.05)])
-def test_random_streams_every_frame_accounted(mode, queue_size, slop_s):
+@pytest.mark.parametrize("policy", ["optimal", "rclpy"])
+@pytest.mark.parametrize("reject_late", [True, False])
+def test_random_streams_every_frame_accounted(mode, queue_size, slop_s, policy, reject_late):
     rng = np.random.default_rng(1234 + queue_size)
     events = _random_events(rng, 400)
     if mode == "exact" or slop_s == 0.0:  # give equal-stamp matching something: snap stamps to a 20 ms grid
         events = [(s, ts // 20_000_000 * 20_000_000) for s, ts in events]
-    sync = Synchronizer(mode, queue_size, slop_s)
+    if policy == "rclpy" and slop_s is None:
+        slop_s = 0.05  # the rclpy synchronizer always has a slop
+    sync = Synchronizer(mode, queue_size, slop_s, policy=policy, reject_late=reject_late)
     frames = [frame(s, ts) for s, ts in events]
     used: Counter = Counter()
     pairs_all: list[Pair] = []
@@ -337,15 +412,18 @@ def test_random_streams_every_frame_accounted(mode, queue_size, slop_s):
     c = sync.counters
     for s in STREAMS:
         assert c.received[s] == c.paired[s] + c.total_dropped(s) == sum(1 for f in frames if f.stream == s)
-    assert len(pairs_all) == c.pairs > 0
-    # sets never cross and respect the slop
-    for s in ("thermal", "visible"):
-        st = [getattr(p, s).stamp_ns for p in pairs_all]
-        assert st == sorted(st) and len(set(st)) == len(st)
+    assert len(pairs_all) == c.pairs
+    assert c.pairs > 0 or (policy == "rclpy" and slop_s == 0.0)  # rclpy's strict bound: slop 0 pairs nothing
+    if reject_late and policy == "optimal":
+        # with each stream in order, optimal sets never cross
+        for s in ("thermal", "visible"):
+            st = [getattr(p, s).stamp_ns for p in pairs_all]
+            assert st == sorted(st) and len(set(st)) == len(st)
     if mode == "exact" or slop_s == 0.0:
         assert all(p.thermal.stamp_ns == p.visible.stamp_ns for p in pairs_all)
     elif slop_s is not None:
-        assert all(abs(p.thermal.stamp_ns - p.visible.stamp_ns) <= int(slop_s * S) for p in pairs_all)
+        bound = int(slop_s * S) - (policy == "rclpy")  # rclpy: strictly below the slop
+        assert all(abs(p.thermal.stamp_ns - p.visible.stamp_ns) <= bound for p in pairs_all)
 
 
 @pytest.mark.parametrize("slop_s", [None, 0.03])
