@@ -570,6 +570,106 @@ def test_make_policy_picks_the_reference_policy():
     assert type(make_policy("rclpy", "exact", 3, None)) is RclpyExactPolicy
 
 
+# ----------------------------------------------------------------------------- details and defaults
+
+
+def _details(result) -> list:
+    return [(topic, entry[0], reason, detail) for topic, entry, reason, detail in result[1]]
+
+
+def test_policy_drop_details_name_the_cause():
+    p = ApproximateTimePolicy(2, 10, max_interval_ns=5)
+    p.add(0, 0)
+    assert _details(p.add(1, 7)) == [(0, 0, DropReason.NO_PARTNER, "no set within slop (7 ns > 5 ns)")]
+    p = ApproximateTimePolicy(2, 10, age_penalty=0.0)
+    p.add(0, 0)
+    p.add(1, 10)
+    assert _details(p.add(0, 5)) == [(0, 0, DropReason.SUPERSEDED, "a later set matched better")]
+    p = ApproximateTimePolicy(2, 1)
+    p.add(0, 0)
+    p.add(1, 1)
+    assert _details(p.add(1, 3)) == [(1, 1, DropReason.QUEUE_OVERFLOW, "queue of 1 full"),
+                                     (0, 0, DropReason.NO_PARTNER, "partner candidates were lost to queue overflow")]
+    e = ExactTimePolicy(2, 1)
+    e.add(0, 1)
+    assert _details(e.add(0, 1)) == [(0, 1, DropReason.REPLACED, "a later message with the same stamp replaced it")]
+    assert _details(e.add(0, 2)) == [(0, 1, DropReason.QUEUE_OVERFLOW, "more than 1 stamps pending")]
+    e = ExactTimePolicy(2, 5)
+    e.add(0, 1)
+    e.add(0, 2)
+    assert _details(e.add(1, 2)) == [(0, 1, DropReason.NO_PARTNER, "no message of every topic before a newer set")]
+    r = RclpyExactPolicy(2, 1)
+    r.add(0, 1)
+    assert _details(r.add(0, 1)) == [(0, 1, DropReason.REPLACED, "a later message with the same stamp replaced it")]
+    assert _details(r.add(0, 2)) == [(0, 1, DropReason.QUEUE_OVERFLOW, "more than 1 stamps queued")]
+    r = RclpyExactPolicy(2, 5)
+    r.add(1, 1)
+    r.add(1, 2)
+    assert _details(r.add(0, 2)) == [(1, 1, DropReason.NO_PARTNER, "older than an emitted set")]
+
+
+def test_synchronizer_passes_details_and_defaults():
+    sync = Synchronizer()
+    assert sync.mode == "approximate" and sync.queue_size == 10 and sync.slop_s == 0.05
+    assert sync.slop_ns == 50_000_000 and sync.policy == "optimal" and not sync.reject_late
+    pol = sync._policy
+    assert pol.age_penalty == 0.1 and pol.max_interval_ns == 50_000_000 and pol.lower_bounds == [0, 0]
+    assert ApproximateTimePolicy(2, 3).age_penalty == 0.1 and ApproximateTimePolicy(2, 3).lower_bounds == [0, 0]
+    assert make_policy("optimal", "approximate", 3, 7).max_interval_ns == 7  # inclusive by default
+    assert make_policy("optimal", "approximate", 3, 7).age_penalty == 0.1
+    assert Synchronizer(slop_s=None).slop_s is None and Synchronizer(slop_s=None)._policy.max_interval_ns is None
+    sync.push(frame("thermal", 0))
+    _, d = sync.push(frame("visible", S))
+    assert [(x.stream, x.stamp_ns, x.reason, x.detail) for x in d] == [
+        ("thermal", 0, DropReason.NO_PARTNER, f"no set within slop ({S} ns > 50000000 ns)")]
+    assert [(x.stream, x.stamp_ns, x.detail) for x in sync.flush()] == [("visible", S, "still queued at end of stream")]
+    r = sync.reject("thermal", 7.0, DropReason.DECODE_ERROR)
+    assert r.stamp_ns == 7 and type(r.stamp_ns) is int and r.detail == ""
+    with pytest.raises(ValueError, match=r"stream must be one of \('thermal', 'visible'\), got 'depth'"):
+        sync.reject("depth", 0, DropReason.DECODE_ERROR)
+    with pytest.raises(ValueError, match=r"^the rclpy policy needs a slop \(slop_s is None\)$"):
+        make_policy("rclpy", "approximate", 3, None)
+    with pytest.raises(ValueError, match=r"^a strict slop bound of 0 s pairs nothing; use slop_inclusive=True or "):
+        make_policy("optimal", "approximate", 3, 0, slop_inclusive=False)
+    with pytest.raises(ValueError, match=r"^inter_message_lower_bounds_ns needs one non-negative value per topic$"):
+        ApproximateTimePolicy(2, 3, inter_message_lower_bounds_ns=[1])
+
+
+def test_given_seq_is_kept_and_missing_seq_is_the_arrival_index():
+    sync = Synchronizer("exact")
+    sync.push(frame("thermal", 1))
+    f = Frame(stamp_ns=2, frame_id="t", image=_IMG, stream="thermal", seq=0)
+    sync.push(f)
+    assert f.seq == 0
+    g = frame("thermal", 3)
+    sync.push(g)
+    assert g.seq == 2
+
+
+def test_reject_late_remembers_64_stamps_by_default():
+    sync = Synchronizer("approximate", 100, None, reject_late=True)
+    for k in range(65):
+        sync.push(frame("thermal", k))
+    assert [x.reason for x in sync.push(frame("thermal", 0))[1]] == [DropReason.OUT_OF_ORDER]
+    assert [x.reason for x in sync.push(frame("thermal", 1))[1]] == [DropReason.DUPLICATE]
+
+
+def test_counters_as_dict_lists_reasons_in_name_order():
+    sync = Synchronizer()
+    for reason in (DropReason.UNFLUSHED, DropReason.DECODE_ERROR, DropReason.NO_PARTNER):
+        sync.reject("thermal", 0, reason)
+    assert list(sync.counters.as_dict()["dropped"]["thermal"]) == ["decode_error", "no_partner", "unflushed"]
+
+
+def test_pair_drops_keep_stream_detail_and_default():
+    t = Frame(stamp_ns=5, frame_id="t", image=_IMG)  # no stream set: the pair position names it
+    v = frame("visible", 6)
+    drops = pair_drops(Pair(t, v), DropReason.PIPELINE_ERROR, "boom")
+    assert [(d.stream, d.stamp_ns, d.reason, d.detail) for d in drops] == [
+        ("thermal", 5, DropReason.PIPELINE_ERROR, "boom"), ("visible", 6, DropReason.PIPELINE_ERROR, "boom")]
+    assert [d.detail for d in pair_drops(Pair(t, v), DropReason.SUPERSEDED)] == ["", ""]
+
+
 # ----------------------------------------------------------------------------- LatestPairSlot
 
 
