@@ -579,8 +579,8 @@ def _details(result) -> list:
 
 def test_policy_drop_details_name_the_cause():
     p = ApproximateTimePolicy(2, 10, max_interval_ns=5)
-    p.add(0, 0)
-    assert _details(p.add(1, 7)) == [(0, 0, DropReason.NO_PARTNER, "no set within slop (7 ns > 5 ns)")]
+    p.add(0, 3)
+    assert _details(p.add(1, 10)) == [(0, 3, DropReason.NO_PARTNER, "no set within slop (7 ns > 5 ns)")]
     p = ApproximateTimePolicy(2, 10, age_penalty=0.0)
     p.add(0, 0)
     p.add(1, 10)
