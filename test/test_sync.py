@@ -7,6 +7,7 @@ documented expected output sets.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -568,6 +569,73 @@ def test_make_policy_picks_the_reference_policy():
     assert type(make_policy("optimal", "exact", 3, 5)) is ExactTimePolicy
     assert type(make_policy("rclpy", "approximate", 3, 5)) is RclpyApproximatePolicy
     assert type(make_policy("rclpy", "exact", 3, None)) is RclpyExactPolicy
+
+
+class _RclpyModel:
+    """rclpy's message_filters synchronizers restated step by step (dicts of stamp -> name), as a test oracle.
+
+    ``add`` follows the reference's statements in order: store (a repeat overwrites), trim the
+    oldest stamps, then search (approximate) or intersect (exact); it returns the emitted name tuples.
+    """
+
+    def __init__(self, n: int, queue_size: int, slop_ns: int | None) -> None:
+        self.queues: list[dict] = [{} for _ in range(n)]
+        self.queue_size, self.slop = queue_size, slop_ns
+
+    def add(self, index: int, stamp: int, name: str) -> list[tuple]:
+        my_queue = self.queues[index]
+        my_queue[stamp] = name
+        while len(my_queue) > self.queue_size:
+            del my_queue[min(my_queue)]
+        if self.slop is None:
+            common = set.intersection(*[set(q) for q in self.queues])
+            if not common:
+                return []
+            t = sorted(common)[0]
+            out = [tuple(q[t] for q in self.queues)]
+            for q in self.queues:
+                del q[t]
+            for q in self.queues:
+                for s in list(q):
+                    if s < t:
+                        del q[s]
+            return out
+        stamps = []
+        for queue in self.queues[:index] + self.queues[index + 1:]:
+            topic_stamps = [(s, abs(s - stamp)) for s in queue if not abs(s - stamp) > self.slop]
+            if not topic_stamps:
+                return []
+            stamps.append([s for s, _ in sorted(topic_stamps, key=lambda x: x[1])])
+        for vv in itertools.product(*stamps):
+            vv = list(vv)
+            vv.insert(index, stamp)
+            qt = list(zip(self.queues, vv))
+            if max(vv) - min(vv) < self.slop and all(t in q for q, t in qt):
+                out = [tuple(q[t] for q, t in qt)]
+                for q, t in qt:
+                    del q[t]
+                return out
+        return []
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("exact", [False, True])
+def test_rclpy_policies_agree_with_a_step_by_step_model(n, exact):
+    """Random stamps with repeats and late frames: same sets, on the same input, as the restated reference."""
+    rng = np.random.default_rng(11 + n + 10 * exact)
+    emitted = 0
+    for trial in range(40):
+        q, slop = int(rng.integers(1, 5)), int(rng.integers(0, 4))
+        model = _RclpyModel(n, q, None if exact else slop)
+        pol = RclpyExactPolicy(n, q) if exact else RclpyApproximatePolicy(n, q, slop)
+        for k in range(60):
+            topic, stamp = int(rng.integers(0, n)), int(rng.integers(0, 12))
+            name = f"{trial}.{k}"
+            sets, _ = pol.add(topic, stamp, name)
+            assert [tuple(e[1] for e in s) for s in sets] == model.add(topic, stamp, name), (trial, k)
+            emitted += len(sets)
+        assert sorted(e[1] for _, e in pol.pending()) == sorted(v for qq in model.queues for v in qq.values())
+    assert emitted > 50
 
 
 # ----------------------------------------------------------------------------- details and defaults
