@@ -83,10 +83,22 @@ class PipelineConfig:
 class SyncConfig:
     """Pairing of thermal and RGB frames by timestamp (shared by node and replay)."""
 
-    mode: str = param("approximate", "Pairing policy: message_filters-style approximate time, or exact stamps.",
+    policy: str = param("optimal", "Pairing rules: 'optimal' = C++ message_filters ApproximateTime/ExactTime "
+                        "(smallest-span set, proven best); 'rclpy' = Python ApproximateTimeSynchronizer/"
+                        "TimeSynchronizer (first set within slop, emitted at once).", choices=("optimal", "rclpy"))
+    mode: str = param("approximate", "Approximate stamps (within slop) or exact stamps only.",
                       choices=("approximate", "exact"))
-    queue_size: int = param(10, "Frames kept per stream while waiting for a partner.", min=1)
-    slop_s: float = param(0.05, "Largest stamp difference (seconds) inside a pair (approximate mode).", min=0.0)
+    queue_size: int = param(10, "Frames kept per stream while waiting for a partner (optimal exact: pending stamps).",
+                            min=1)
+    slop_s: float = param(0.05, "Largest stamp difference (seconds) inside a pair (approximate mode); "
+                                "optimal: span <= slop, rclpy: span < slop.", min=0.0)
+    age_penalty: float = param(0.1, "Optimal approximate: weight 1 + age_penalty on how much later a candidate "
+                                    "pair ends (C++ default 0.1).", min=0.0)
+    slop_inclusive: bool = param(True, "Optimal approximate: a pair may span exactly slop_s (C++ "
+                                       "setMaxIntervalDuration); false: strictly less.")
+    reject_late: bool = param(False, "Robot-friendly opt-in: drop a frame whose stamp repeats or is older than its "
+                                     "stream's last accepted one (duplicate / out_of_order) instead of queueing it "
+                                     "as message_filters does.")
     reference: str = param("thermal", "Whose header the outputs copy.", choices=("thermal", "visible"))
 
 
