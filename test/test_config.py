@@ -75,7 +75,9 @@ def test_configuration_doc_is_current():
     from ivif_fusion.paths import SHARE_DIR
 
     doc = (SHARE_DIR / "docs" / "configuration.md").read_text()
-    assert doc == C.configuration_doc(), "docs/configuration.md is stale: run python -m ivif_fusion.config"
+    from ivif_fusion.config_doc import configuration_doc
+
+    assert doc == configuration_doc(), "docs/configuration.md is stale: run python -m ivif_fusion.config_doc"
 
 
 def test_shipped_multitask_config_runs_fusion_and_detection():

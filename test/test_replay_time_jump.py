@@ -36,11 +36,17 @@ def test_replay_resumes_after_stamps_restart(tmp_path, random_vfn_ckpt):
     for st in ("thermal", "visible"):
         assert s.accounting[st]["received"] == 12 and s.accounting[st]["dropped"] == {}
         assert s.accounting[st]["balanced"]
-    # Without the reset every frame after the restart was out of order: 6 pairs only.
-    off = runtime_defaults({"pipeline.backbone_weights": str(random_vfn_ckpt), "replay.metrics_pairs": 0,
-                            "replay.sample_frames": 0, "sync.mode": "exact", "time_jump_s": 0.0})
-    s0 = replay(tmp_path / "b", off, tmp_path / "out0", progress=False)
-    assert s0.pairs_fused == 6 and s0.accounting["thermal"]["dropped"] == {"out_of_order": 6}
+    # With sync.reject_late (late stamps dropped, the robot opt-in), the reset is what keeps pairing alive:
+    # without it every frame after the restart is out of order and only the first 6 pairs fuse.
+    def run(jump_s: float, out: str):  # noqa: ANN202
+        c = runtime_defaults({"pipeline.backbone_weights": str(random_vfn_ckpt), "replay.metrics_pairs": 0,
+                              "replay.sample_frames": 0, "sync.mode": "exact", "sync.reject_late": True,
+                              "time_jump_s": jump_s})
+        return replay(tmp_path / "b", c, tmp_path / out, progress=False)
+
+    on, off = run(1.0, "on"), run(0.0, "off")
+    assert on.pairs_fused == 12 and on.accounting["thermal"]["dropped"] == {}
+    assert off.pairs_fused == 6 and off.accounting["thermal"]["dropped"] == {"out_of_order": 6}
 
 
 def test_replay_counts_frames_held_at_the_jump(tmp_path, random_vfn_ckpt):
