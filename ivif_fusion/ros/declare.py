@@ -23,6 +23,8 @@ _TYPES = {P.BOOL: ParameterType.PARAMETER_BOOL, P.INT: ParameterType.PARAMETER_I
           P.STRING_ARRAY: ParameterType.PARAMETER_STRING_ARRAY}
 _RCLPY_TYPES = {P.BOOL: Parameter.Type.BOOL, P.INT: Parameter.Type.INTEGER, P.FLOAT: Parameter.Type.DOUBLE,
                 P.STRING: Parameter.Type.STRING, P.STRING_ARRAY: Parameter.Type.STRING_ARRAY}
+_TYPES_TEXT = {P.BOOL: "a bool (true/false)", P.INT: "an integer", P.FLOAT: "a number", P.STRING: "a string",
+               P.STRING_ARRAY: "a list of strings, e.g. [a, b]"}
 CONFIG_FILE_DESCRIPTION = ("YAML file (config/multitask.yaml layout) whose values are the defaults of all other "
                            "parameters; parameter overrides win.")
 
@@ -90,7 +92,3 @@ def _typed(spec: P.ParamSpec, value: Any) -> Any:
     if not ok(value):
         raise ConfigError(f"parameter '{spec.name}' must be {_TYPES_TEXT[spec.kind]}, got {value!r}")
     return float(value) if spec.kind == P.FLOAT else value
-
-
-_TYPES_TEXT = {P.BOOL: "a bool (true/false)", P.INT: "an integer", P.FLOAT: "a number", P.STRING: "a string",
-               P.STRING_ARRAY: "a list of strings, e.g. [a, b]"}
