@@ -192,3 +192,16 @@ def test_shipped_profiles_agree_on_large_image_settings():
     assert large == local
     assert large["SHM.segment_size"] == str(16 * 1024 * 1024) and large["useBuiltinTransports"] == "false"
     assert large["UDPv4.receiveBufferSize"] == str(8 * 1024 * 1024)
+
+
+def test_docs_python_snippets_parse_and_name_shipped_files():
+    """Launch snippets (launch is not installable here): valid Python naming files the package ships."""
+    import ast
+
+    blocks = _blocks("python")
+    assert blocks, "docs/ros.md has no launch snippet"
+    for block in blocks:
+        ast.parse(block)
+        for name in re.findall(r'"([\w.]+\.xml)"', block):
+            assert (ROOT / "config" / name).is_file(), name
+        assert 'executable="fusion_node"' in block and "FASTDDS_DEFAULT_PROFILES_FILE" in block
