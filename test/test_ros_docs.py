@@ -205,3 +205,12 @@ def test_docs_python_snippets_parse_and_name_shipped_files():
         for name in re.findall(r'"([\w.]+\.xml)"', block):
             assert (ROOT / "config" / name).is_file(), name
         assert 'executable="fusion_node"' in block and "FASTDDS_DEFAULT_PROFILES_FILE" in block
+
+
+def test_docs_list_every_drop_reason_and_diagnostics_key():
+    from ivif_fusion.types import DropReason
+
+    text = DOC.read_text()
+    assert [r.value for r in DropReason if f"`{r.value}`" not in text] == []
+    for key in ("rate_hz", "expected_hz", "drop_ratio.<reason>", "lost", "stamp_max_age_s", "stamp_max_lead_s"):
+        assert f"`{key}`" in text, key
