@@ -227,7 +227,7 @@ def test_stream_below_expected_rate_warns(robot):  # noqa: ANN001
     assert warn, [s[:2] for s in seen if s][-5:]
     # While the cameras ran, the window's rate was their 5 Hz (windows reaching into idle time read lower).
     level, message, kv = max(warn, key=lambda s: float(s[2]["rate_hz"]))
-    assert 4.5 <= float(kv["rate_hz"]) <= 5.5 and kv["expected_hz"] == "9"
+    assert 4.0 <= float(kv["rate_hz"]) <= 6.0 and kv["expected_hz"] == "9"
     assert "frames are lost before the node" in message
     # RGB has no expected rate: its input status never warned about a rate.
     assert not any("visible at" in s[1] for s in (_status(m, ": visible input") for _, m in robot["diags"]) if s)
