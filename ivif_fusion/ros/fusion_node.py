@@ -2,15 +2,17 @@
 
 The only module that imports rclpy. It connects topics to the core path::
 
-    Image/CompressedImage -> msg_to_frame -> Synchronizer -> LatestPairSlot -> worker: Pipeline.run
-                                                                              -> ~/fused/<task>, ~/detections/<task>,
-                                                                                 ~/mask/<task>, /diagnostics
+    Image/CompressedImage -> decode_or_drop -> Synchronizer -> LatestPairSlot -> worker: Pipeline.run
+                                                                                -> OutputPlan: ~/fused/<task>,
+                                                                                   ~/detections/<task>, ~/mask/<task>
+                                                                                -> /diagnostics
 
 Subscription callbacks only decode and pair (cheap); inference runs on a worker thread that
 always takes the newest pair, so callbacks and timers never wait on the model. Parameters are
 declared from :mod:`ivif_fusion.ros.params` (defaults from ``config_file``, overrides win).
 Bad input never kills the node: every message ends as part of a published pair or as a
-counted drop (see :mod:`ivif_fusion.ros.accounting`), reported on ``/diagnostics``.
+counted drop (see :mod:`ivif_fusion.stream.accounting`), reported on ``/diagnostics``. The decode,
+accounting and output steps are the ones ``ivif replay`` uses (:mod:`ivif_fusion.stream`).
 
 Run: ``fusion_node --ros-args -p config_file:=/path/multitask.yaml -r thermal/image:=/cam/ir``.
 """
@@ -32,12 +34,13 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from ..config import ConfigError, RuntimeConfig
 from ..errors import is_user_error
-from ..io.messages import ConversionError, make_header, msg_to_frame, stamp_ns
 from ..runtime.sync import Synchronizer
-from ..types import DropReason, Pair
+from ..stream.accounting import LatestPairAccounting
+from ..stream.decode import decode_or_drop
+from ..stream.outputs import OutputPlan
+from ..types import Drop, DropReason, Pair
 from . import params as P
-from .accounting import NodeAccounting
-from .convert import diagnostics_msg, output_topics, result_messages, ros_classes
+from .convert import diagnostics_msg, ros_classes
 
 NODE_NAME = "fusion_node"
 
@@ -91,15 +94,11 @@ class FusionNode(Node):
                  f"tasks={self.pipeline.task_names}")
 
         ros = self.cfg.ros
-        self.accounting = NodeAccounting(Synchronizer.from_config(self.cfg.sync))
+        self.accounting = LatestPairAccounting(Synchronizer.from_config(self.cfg.sync))
         qos = qos_profile(ros.qos_reliability, ros.qos_depth)
-        self._pubs: dict[tuple[str, str], Any] = {}
-        for task in self.pipeline.task_names:
-            kind = self.pipeline.task_config(task).kind
-            for out, topic in output_topics(task, kind, ros).items():
-                cls = self.classes["vision_msgs/msg/Detection2DArray" if out == "detections"
-                                   else "sensor_msgs/msg/Image"]
-                self._pubs[(out, task)] = self.create_publisher(cls, topic, qos)
+        self.outputs = OutputPlan(self.classes, {t: self.pipeline.task_config(t).kind for t in self.pipeline.task_names},
+                                  ros, self.cfg.sync.reference, "~")
+        self._pubs = {o: self.create_publisher(self.classes[o.msgtype], o.topic, qos) for o in self.outputs.outputs}
         self._diag_pub = self.create_publisher(self.classes["diagnostic_msgs/msg/DiagnosticArray"], "/diagnostics",
                                                QoSProfile(depth=10))
         self._errors_since_diag = 0
@@ -142,21 +141,15 @@ class FusionNode(Node):
 
     def _on_message(self, stream: str, msg: Any) -> None:
         t0 = time.perf_counter()
-        try:
-            frame = msg_to_frame(msg, stream)
-        except Exception as e:  # noqa: BLE001 - any bad message is a counted drop, never a crash
-            reason = e.reason if isinstance(e, ConversionError) else DropReason.DECODE_ERROR
-            try:
-                stamp = stamp_ns(msg.header)
-            except Exception:  # noqa: BLE001
-                stamp = 0
-            self.accounting.reject(stream, stamp, reason, str(e))
-            self.get_logger().warning(f"{stream} message dropped ({reason.value}): {e}", throttle_duration_sec=2.0)
+        frame = decode_or_drop(msg, stream, fallback_stamp_ns=0, received_s=t0)
+        if isinstance(frame, Drop):
+            self.accounting.reject_drop(frame)
+            self.get_logger().warning(f"{stream} message dropped ({frame.reason.value}): {frame.detail}",
+                                      throttle_duration_sec=2.0)
             return
-        frame.received_s = t0  # type: ignore[attr-defined]  # for node_total latency
         self.accounting.add_timing("decode", (time.perf_counter() - t0) * 1e3)
         try:
-            self.accounting.push(frame)
+            self.accounting.hand_over(frame)
         except Exception as e:  # noqa: BLE001 - pairing must not take the node down either
             self.get_logger().error(f"pairing failed on a {stream} frame: {e}", throttle_duration_sec=2.0)
 
@@ -174,17 +167,13 @@ class FusionNode(Node):
 
         t_start = time.perf_counter()
         ref = pair.thermal if self.cfg.sync.reference == "thermal" else pair.visible
-        latest = max(getattr(pair.thermal, "received_s", t_start), getattr(pair.visible, "received_s", t_start))
+        latest = max(t_start if f.received_s is None else f.received_s for f in (pair.thermal, pair.visible))
         timings = {"wait": (t_start - latest) * 1e3}
         try:
             result = self.pipeline.run(pair)
-            header = make_header(self.classes["std_msgs/msg/Header"], self.classes["builtin_interfaces/msg/Time"],
-                                 ref.stamp_ns, ref.frame_id)
             t_pub = time.perf_counter()
-            for out, task, msg in result_messages(self.classes, result, header, self.cfg.ros):
-                pub = self._pubs.get((out, task))
-                if pub is not None:
-                    pub.publish(msg)
+            for output, msg in self.outputs.messages(result):
+                self._pubs[output].publish(msg)
             now = time.perf_counter()
             timings.update(result.timings_ms)
             timings["publish"] = (now - t_pub) * 1e3
