@@ -22,11 +22,9 @@ import numpy as np
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "test"))
+from ivif_fusion.ros.camera_rig import RGB_FRAME, THERMAL_FRAME, MessageFactory, Send, load_pairs, schedule
 
-from ros_fixtures.pair_publisher import (RGB_FRAME, THERMAL_FRAME, MessageFactory, Send,  # noqa: E402
-                                         load_pairs, schedule)
+ROOT = Path(__file__).resolve().parents[1]
 
 PROFILE = ROOT / "config" / "fastdds_localhost.xml"
 DOMAIN_ID = random.SystemRandom().randint(10, 100)   # per run: concurrent runs on this machine do not meet
@@ -376,7 +374,7 @@ def live(tmp_path_factory, ros_client, random_vfn_ckpt, pairs):  # noqa: ANN001,
 
 
 def _send(client: Client, pubs: dict, factory: MessageFactory, sends: list[Send]) -> None:
-    from ros_fixtures.pair_publisher import run
+    from ivif_fusion.ros.camera_rig import run
 
     run(pubs, factory, sends)
 
