@@ -70,9 +70,16 @@ def qos_profile(reliability: str, depth: int) -> QoSProfile:
 
 
 class FusionNode(Node):
-    """Thermal/RGB fusion node; see the module docstring. Raises ConfigError/UserError on bad setup."""
+    """Thermal/RGB fusion node; see the module docstring. Raises ConfigError/UserError on bad setup.
 
-    def __init__(self, **kwargs: Any) -> None:
+    Args:
+        inference_thread: start the inference worker (default). Without it, pairs wait in
+            ``accounting`` until the caller takes them and calls :meth:`process` (a caller that
+            drives the node's steps itself, e.g. a test comparing them with replay).
+        kwargs: passed to rclpy's ``Node`` (context, parameter_overrides, ...).
+    """
+
+    def __init__(self, *, inference_thread: bool = True, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.cfg = self._declare_parameters()
         self.classes = ros_classes()
@@ -106,11 +113,12 @@ class FusionNode(Node):
 
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="ivif-inference", daemon=True)
-        self._worker.start()
+        if inference_thread:
+            self._worker.start()
 
         def sub(stream: str, topic: str, compressed: bool) -> Any:
             cls = self.classes["sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"]
-            return self.create_subscription(cls, topic, lambda msg: self._on_message(stream, msg), qos)
+            return self.create_subscription(cls, topic, lambda msg: self.on_message(stream, msg), qos)
 
         self._subs = [sub("thermal", ros.thermal_topic, ros.thermal_compressed),
                       sub("visible", ros.visible_topic, ros.visible_compressed)]
@@ -139,7 +147,8 @@ class FusionNode(Node):
 
     # ------------------------------------------------------------------ input side (executor thread)
 
-    def _on_message(self, stream: str, msg: Any) -> None:
+    def on_message(self, stream: str, msg: Any) -> None:
+        """Subscription callback: decode-or-drop, then pair (cheap; inference runs on the worker)."""
         t0 = time.perf_counter()
         frame = decode_or_drop(msg, stream, fallback_stamp_ns=0, received_s=t0)
         if isinstance(frame, Drop):
@@ -160,9 +169,10 @@ class FusionNode(Node):
             pair = self.accounting.take(timeout=0.2)
             if pair is None:
                 continue
-            self._process(pair)
+            self.process(pair)
 
-    def _process(self, pair: Pair) -> None:
+    def process(self, pair: Pair) -> None:
+        """Run the pipeline on ``pair``, publish its outputs and count it (published or dropped)."""
         from ..runtime.pipeline import PairSizeMismatch
 
         t_start = time.perf_counter()
@@ -212,7 +222,8 @@ class FusionNode(Node):
         """Stop the worker (it finishes the pair in hand) and count what is left. True if it joined."""
         self._stop.set()
         self.accounting.close()
-        self._worker.join(timeout)
+        if self._worker.ident is not None:
+            self._worker.join(timeout)
         return not self._worker.is_alive()
 
 
