@@ -156,6 +156,17 @@ def test_latest_pair_wins_hand_over():
     assert acc.take(timeout=0) is None and acc.close() == []
 
 
+def test_hand_over_returns_pairing_drops_and_superseded_pairs_together():
+    """Exact mode: a newer pair drops an older unmatched stamp (no_partner) and replaces the waiting pair."""
+    acc = LatestPairAccounting(Synchronizer("exact", 10, None))
+    for f in (frame(1, "thermal"), frame(1, "visible"), frame(2, "thermal"), frame(3, "thermal")):
+        acc.hand_over(f)
+    drops = acc.hand_over(frame(3, "visible"))
+    assert sorted((d.stream, d.stamp_ns, d.reason.value) for d in drops) == [
+        ("thermal", 1, "superseded"), ("thermal", 2, "no_partner"), ("visible", 1, "superseded")]
+    assert acc.take(timeout=0).thermal.stamp_ns == 3
+
+
 # ----------------------------------------------------------------------------- decode-or-drop
 
 

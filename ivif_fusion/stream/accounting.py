@@ -156,9 +156,6 @@ class LatestPairAccounting(PairAccounting):
     def close(self) -> list[Drop]:
         """Shutdown: wake the worker; a pair left in the slot and queued frames become UNFLUSHED."""
         with self._lock:
-            drops = []
             left = self.slot.close()
-            if left is not None:
-                drops += self._finish(left, DropReason.UNFLUSHED, "node shut down before inference")
-            drops += self.sync.flush()
-            return drops
+            drops = [] if left is None else self._finish(left, DropReason.UNFLUSHED, "node shut down before inference")
+            return drops + self.sync.flush()
