@@ -277,6 +277,10 @@ def test_output_plan_messages_with_rosbags_classes():
     assert (stamp_ns(m.header), m.header.frame_id, m.encoding) == (7 * 10**9 + 7, "vi_frame", "rgb8")
     res.outputs["det"] = TaskOutput(None, [])   # no fused image; an empty detection list is still a message
     assert [(o.kind, len(m.detections)) for o, m in plan.messages(res)] == [("detections", 0)]
+    # a segmentation task without a fused image: only its mask goes out
+    seg_plan = OutputPlan(TYPES, {"seg": "segmentation"}, RosConfig(), "thermal", "~")
+    res.outputs["seg"] = TaskOutput(None, None, np.zeros((2, 3), np.uint8))
+    assert [o.kind for o, _ in seg_plan.messages(res)] == ["mask"]
 
 
 def test_output_plan_rejects_unknown_reference():
@@ -284,6 +288,8 @@ def test_output_plan_rejects_unknown_reference():
         OutputPlan(TYPES, {}, RosConfig(), "rgb", "~")
     plan = OutputPlan(TYPES, {"x": "fusion"}, RosConfig(), "thermal", "/a//")
     assert [o.topic for o in plan.outputs] == ["/a/fused/x"]
+    assert [o.topic for o in OutputPlan(TYPES, {"x": "fusion"}, RosConfig(), "thermal", "/camX/").outputs] == [
+        "/camX/fused/x"]
     header_msg = plan.header(_result(11).pair)
     assert (stamp_ns(header_msg), header_msg.frame_id) == (11, "th_frame")
     assert type(header_msg) is TYPES[bags.HEADER]
