@@ -707,8 +707,9 @@ def test_detection_pose_and_reading_back_edge_cases():
             hypothesis=STANDIN_DETECTION["ObjectHypothesis"](class_id=class_id, score=score), pose=None)
 
     arr = STANDIN_DETECTION["Detection2DArray"](header=HDR, detections=[
-        det([]), det([hyp("-3", 0.5)]), det([hyp("abc", 0.25)]), det([hyp("7", 0.75)]), det([hyp("car", 1.0)])])
+        det([]), det([hyp("-3", 0.5)]), det([hyp("abc", 0.25)]), det([hyp("7", 0.75)]), det([hyp("car", 1.0)]),
+        det([hyp("X5", 0.125)])])
     back = msg_to_detections(arr, labels=["person", "car"])
     assert [(d.class_id, d.label, d.score) for d in back] == [
-        (-1, "", 0.0), (-3, "-3", 0.5), (-1, "abc", 0.25), (7, "7", 0.75), (1, "car", 1.0)]
+        (-1, "", 0.0), (-3, "-3", 0.5), (-1, "abc", 0.25), (7, "7", 0.75), (1, "car", 1.0), (-1, "X5", 0.125)]
     assert (back[0].x1, back[0].y1, back[0].x2, back[0].y2) == (4.0, 4.0, 6.0, 8.0)
