@@ -45,7 +45,7 @@ echo "mutation: area $AREA, mutating: $GLOBS; tests: $TESTS (log: $WORK/mutmut.l
 "$ROOT/.venv/bin/mutmut" export-cicd-stats > /dev/null
 "$ROOT/.venv/bin/mutmut" results > results.txt 2>&1 || true
 : > survivors.txt
-grep ': survived' results.txt | sed 's/:.*//; s/^ *//' | while read -r name; do
+{ grep ': survived' results.txt || true; } | sed 's/:.*//; s/^ *//' | while read -r name; do
   "$ROOT/.venv/bin/mutmut" show "$name" >> survivors.txt 2>&1 || true
   echo >> survivors.txt
 done
