@@ -90,11 +90,12 @@ def main() -> int:
                     "pipeline.onnx_dir": str(tmp / "onnx"), "replay.metrics_pairs": 0, "replay.sample_frames": 0}
             cfg = load_runtime(None, over)
             try:
-                from ivif_fusion.runtime.export import export_onnx, fusion_graph_from_config
+                from ivif_fusion.runtime.onnx_export import export_onnx
+                from ivif_fusion.runtime.pipeline import build_fusion_graph
 
                 if not (tmp / "onnx" / "fusion.onnx").is_file():
-                    graph, files = fusion_graph_from_config(cfg.pipeline)
-                    export_onnx(graph, tmp / "onnx", source_files=files, verify=False)
+                    fusion = build_fusion_graph(cfg.pipeline)
+                    export_onnx(fusion.graph, tmp / "onnx", source_files=[str(fusion.weights_file)], verify=False)
             except Exception as e:  # noqa: BLE001 - no ORT export: the torch fallback is measured and said so
                 print(f"ONNX export failed ({e}); torch will be used", file=sys.stderr)
             from ivif_fusion.runtime.pipeline import Pipeline

@@ -46,10 +46,35 @@ def _pipeline(weights: Path, tasks: list[str], threads: int):  # noqa: ANN202
     return Pipeline.from_config(cfg)
 
 
+def _frames(width: int, height: int, notes: list[str], count: int = 8) -> list:
+    """The first ``count`` shared MSRS pairs at ``width`` x ``height`` (seeded noise without the data)."""
+    import cv2
+
+    from ivif_fusion.data.shared import open_shared
+    from ivif_fusion.paths import data_root
+
+    if not (data_root() / "MSRS" / "ir").is_dir():
+        rng = np.random.default_rng(0)
+        notes.append(f"inputs: {count} synthetic pairs (shared data not found)")
+        return [(rng.random((height, width), dtype=np.float32), rng.random((height, width, 3), dtype=np.float32))
+                for _ in range(count)]
+    reader = open_shared(data_root(), "MSRS")
+    pairs = []
+    for item in reader.items[:count]:
+        s = reader.load(item)
+        ir, vi = s.ir, s.vi
+        if ir.shape != (height, width):
+            ir = cv2.resize(ir, (width, height), interpolation=cv2.INTER_AREA)
+            vi = cv2.resize(vi, (width, height), interpolation=cv2.INTER_AREA)
+        pairs.append((ir.astype(np.float32), vi.astype(np.float32)))
+    notes.append(f"inputs: {len(pairs)} MSRS pairs cycled ({width}x{height})")
+    return pairs
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from ivif_fusion.bench import BenchOptions, _frames, machine_info, stats
+    from ivif_fusion.bench import machine_info, stats
     from ivif_fusion.models.vfn import VFN
     from ivif_fusion.models.vifa import build_student, head_parameters, load_vifa_model, save_vifa
 
@@ -76,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(tasks) < 3:
         raise SystemExit(f"need a checkpoint with 3 heads, {weights} has {tasks}")
     head_p, bb_p = head_parameters(model)
-    opts = BenchOptions(width=640, height=480, threads=args.threads)
-    frames = _frames(opts)
-    notes += opts.notes
+    frames = _frames(640, 480, notes)
     configs = {f"shared/{n}": [_pipeline(weights, tasks[:n], args.threads)] for n in (1, 2, 3)}
     for n in (2, 3):
         configs[f"separate/{n}"] = [_pipeline(weights, [t], args.threads) for t in tasks[:n]]

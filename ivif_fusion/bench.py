@@ -4,10 +4,11 @@ Sections (each writes into one JSON + markdown report under ``benchmarks/``):
 
 ``fusion``
     The fusion backbone (VFN, ``forward(ir, y) -> fused Y``) in eager torch and in ONNX
-    Runtime (graph exported by :func:`ivif_fusion.runtime.export.export_onnx`, ORT_ENABLE_ALL),
-    plus one 3x3 head on its own. The two backbones run alternately, frame by frame, so load
-    from other processes hits both alike; reported: median and p90 of each, and the median
-    of the per-frame ratio ORT / torch.
+    Runtime (graph exported by :func:`ivif_fusion.runtime.onnx_export.export_onnx`, ORT_ENABLE_ALL),
+    the SeAFusion-architecture twin (:mod:`ivif_fusion.models.seafusion_twin`, random weights)
+    in ONNX Runtime as the reference, plus one 3x3 head on its own. The three run one after the
+    other on every frame, so load from other processes hits all alike; reported: median and p90
+    of each, and the medians of the per-frame ratios ORT / torch and backbone / twin.
 
 ``pipeline``
     The per-pair fusion pipeline for 1, 2 and 3 tasks, torch vs ONNX Runtime, in two designs:
@@ -145,7 +146,7 @@ def _graph(backbone, tasks: list[str], seed: int):  # noqa: ANN001, ANN202
 def _make_backend(kind: str, graph, opts: BenchOptions, workdir: Path, tag: str):  # noqa: ANN001, ANN202
     from .runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
     from .runtime.backends.torch_backend import TorchBackend
-    from .runtime.export import export_onnx
+    from .runtime.onnx_export import export_onnx
 
     if kind == "torch":
         return TorchBackend(graph, "cpu", opts.threads)
@@ -193,54 +194,78 @@ class _Config:
 
 
 def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Callable[[str], None]) -> dict:
-    """Backbone torch vs ORT (alternating per frame) and one head alone."""
+    """Backbone torch vs ORT, and the backbone vs the SeAFusion twin in ORT, interleaved per frame; one head alone.
+
+    The three graphs run one after the other on every frame, the order rotating so none always
+    runs first; the ratios are taken per frame, so load from other processes hits all alike.
+    """
     import onnxruntime as ort
     import torch
 
     from .colour import luminance
     from .models.heads import MultiHeadFusion
+    from .models.seafusion_twin import MAC_PER_PIXEL, SeAFusionTwin, paper_parameter_count
     from .runtime.backends.onnxruntime_backend import session_options
-    from .runtime.export import export_onnx
+    from .runtime.onnx_export import export_onnx, export_reference_onnx, parity_check
 
     torch.set_num_threads(opts.threads)
+    load_start = os.getloadavg()
     backbone = _backbone(opts, opts.seed)
     res = export_onnx(MultiHeadFusion(backbone), workdir / "backbone", verify=True)
-    sess = ort.InferenceSession(str(res.path), session_options(opts.threads), providers=["CPUExecutionProvider"])
+    torch.manual_seed(opts.seed)
+    twin = SeAFusionTwin().eval()
+    twin_path = export_reference_onnx(twin, workdir / "seafusion_twin" / "seafusion_twin.onnx")
+    twin_parity = parity_check(twin, twin_path, [(1, 64, 80)])
+
+    def ort_session(path: Path) -> Any:
+        return ort.InferenceSession(str(path), session_options(opts.threads), providers=["CPUExecutionProvider"])
+
+    sess, twin_sess = ort_session(res.path), ort_session(twin_path)
+    runners = {"torch": lambda x, y: backbone(torch.from_numpy(x), torch.from_numpy(y)).numpy(),
+               "ort": lambda x, y: sess.run(None, {"ir": x, "y": y}),
+               "twin": lambda x, y: twin_sess.run(None, {"ir": x, "y": y})}
+    names = list(runners)
     head = _graph(backbone, ["detection"], opts.seed).heads["detection"]
     shared_cache: dict[int, torch.Tensor] = {}
-    t_torch, t_ort, t_head, ratio = [], [], [], []
+    samples: dict[str, list[float]] = {k: [] for k in [*names, "head", "ort/torch", "ort/twin"]}
     n = opts.warmup + opts.frames
     with torch.inference_mode():
         for i in range(n):
             ir, rgb = frames[i % len(frames)]
             y = luminance(rgb)[None, None].astype(np.float32)
             x = ir[None, None]
-            # alternate which goes first so neither always runs on a warmer cache
-            order = ("torch", "ort") if i % 2 == 0 else ("ort", "torch")
             d = {}
-            for which in order:
+            for which in names[i % 3:] + names[:i % 3]:
                 t0 = time.perf_counter()
-                if which == "torch":
-                    backbone(torch.from_numpy(x), torch.from_numpy(y)).numpy()
-                else:
-                    sess.run(None, {"ir": x, "y": y})
+                runners[which](x, y)
                 d[which] = (time.perf_counter() - t0) * 1e3
             key = i % len(frames)
             if key not in shared_cache:
                 shared_cache[key] = backbone.shared_features(torch.from_numpy(x), torch.from_numpy(y))
             t0 = time.perf_counter()
             torch.tanh(head(shared_cache[key]))
-            th = (time.perf_counter() - t0) * 1e3
+            d["head"] = (time.perf_counter() - t0) * 1e3
+            d["ort/torch"], d["ort/twin"] = d["ort"] / d["torch"], d["ort"] / d["twin"]
             if i >= opts.warmup:
-                t_torch.append(d["torch"])
-                t_ort.append(d["ort"])
-                t_head.append(th)
-                ratio.append(d["ort"] / d["torch"])
-            progress(f"fusion {i + 1}/{n}: torch {d['torch']:.0f} ms, ort {d['ort']:.0f} ms")
-    return {"torch_backbone_ms": stats(t_torch), "ort_backbone_ms": stats(t_ort), "torch_head_ms": stats(t_head),
-            "ratio_ort_over_torch": {"median_of_per_frame": float(np.median(ratio)),
-                                     "of_medians": float(np.median(t_ort) / np.median(t_torch)),
-                                     "p90_of_per_frame": float(np.percentile(ratio, 90))},
+                for k, v in d.items():
+                    samples[k].append(v)
+            progress(f"fusion {i + 1}/{n}: torch {d['torch']:.0f} ms, ort {d['ort']:.0f} ms, "
+                     f"seafusion twin ort {d['twin']:.0f} ms")
+
+    def ratio(per_frame: str, num: str, den: str) -> dict:
+        return {"median_of_per_frame": float(np.median(samples[per_frame])),
+                "of_medians": float(np.median(samples[num]) / np.median(samples[den])),
+                "p90_of_per_frame": float(np.percentile(samples[per_frame], 90))}
+
+    return {"torch_backbone_ms": stats(samples["torch"]), "ort_backbone_ms": stats(samples["ort"]),
+            "torch_head_ms": stats(samples["head"]), "ort_seafusion_twin_ms": stats(samples["twin"]),
+            "ratio_ort_over_torch": ratio("ort/torch", "ort", "torch"),
+            "ratio_backbone_over_seafusion_twin": ratio("ort/twin", "ort", "twin"),
+            "seafusion_twin": {"parameters": sum(p.numel() for p in twin.parameters()),
+                               "paper_parameters": paper_parameter_count(twin),
+                               "gflop_per_frame": 2 * MAC_PER_PIXEL * opts.width * opts.height / 1e9,
+                               "weights": "random (seeded)", "parity_max_abs_diff": twin_parity},
+            "loadavg": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
             "parity_max_abs_diff": res.parity, "ort_graph_optimization": "ORT_ENABLE_ALL (NCHWc, fusions), onnxslim"}
 
 
@@ -325,6 +350,7 @@ def summarize(result: dict) -> dict:
     if f:
         out["ort_backbone_over_torch"] = f["ratio_ort_over_torch"]["median_of_per_frame"]
         out["ort_backbone_over_torch_target"] = 0.35
+        out["ort_backbone_over_seafusion_twin"] = f["ratio_backbone_over_seafusion_twin"]["median_of_per_frame"]
     p = result.get("pipeline")
     if p:
         for backend in {v["backend"] for v in p.values()}:
@@ -364,6 +390,9 @@ def to_markdown(result: dict) -> str:
         v = s["ort_backbone_over_torch"]
         lines.append(f"| ORT backbone / eager torch backbone (median of per-frame ratios) | {v:.3f} | "
                      f"<= 0.35 ({'met' if v <= 0.35 else 'NOT met'}) |")
+    if "ort_backbone_over_seafusion_twin" in s:
+        lines.append(f"| ORT backbone / ORT SeAFusion twin (median of per-frame ratios) | "
+                     f"{s['ort_backbone_over_seafusion_twin']:.3f} | (reference) |")
     for b in ("torch", "onnxruntime"):
         if f"{b}_shared_3_over_1" in s:
             v = s[f"{b}_shared_3_over_1"]
@@ -377,10 +406,18 @@ def to_markdown(result: dict) -> str:
         lines += ["", "## Backbone: eager torch vs ONNX Runtime", "", "| stage | median / p90 (ms) |", "|---|---|",
                   f"| torch backbone (VFN forward) | {_md_stats(f['torch_backbone_ms'])} |",
                   f"| ONNX Runtime backbone | {_md_stats(f['ort_backbone_ms'])} |",
-                  f"| one 3x3 head (torch, on the shared map) | {_md_stats(f['torch_head_ms'])} |", "",
+                  f"| one 3x3 head (torch, on the shared map) | {_md_stats(f['torch_head_ms'])} |",
+                  f"| SeAFusion twin, ONNX Runtime (random weights) | {_md_stats(f['ort_seafusion_twin_ms'])} |", "",
                   f"ORT/torch ratio: median of per-frame ratios {f['ratio_ort_over_torch']['median_of_per_frame']:.3f}, "
                   f"ratio of medians {f['ratio_ort_over_torch']['of_medians']:.3f}. ORT: {f['ort_graph_optimization']}. "
-                  f"Export parity (max abs diff): {f['parity_max_abs_diff']}."]
+                  f"Export parity (max abs diff): {f['parity_max_abs_diff']}.", "",
+                  "Backbone / SeAFusion twin, both in ONNX Runtime, same run, interleaved per frame: "
+                  f"**{f['ratio_backbone_over_seafusion_twin']['median_of_per_frame']:.3f}** (median of per-frame "
+                  f"ratios; ratio of medians {f['ratio_backbone_over_seafusion_twin']['of_medians']:.3f}). Twin: "
+                  f"{f['seafusion_twin']['paper_parameters']:,} parameters as the paper counts them "
+                  f"({f['seafusion_twin']['parameters']:,} here, Sobel fixed), "
+                  f"{f['seafusion_twin']['gflop_per_frame']:.1f} GFLOP per frame. Load average during this section: "
+                  f"{f['loadavg']['start']} at start, {f['loadavg']['end']} at end."]
     p = result.get("pipeline")
     if p:
         stages: list[str] = []

@@ -83,10 +83,22 @@ class PipelineConfig:
 class SyncConfig:
     """Pairing of thermal and RGB frames by timestamp (shared by node and replay)."""
 
-    mode: str = param("approximate", "Pairing policy: message_filters-style approximate time, or exact stamps.",
+    policy: str = param("optimal", "Pairing rules: 'optimal' = C++ message_filters ApproximateTime/ExactTime "
+                        "(smallest-span set, proven best); 'rclpy' = Python ApproximateTimeSynchronizer/"
+                        "TimeSynchronizer (first set within slop, emitted at once).", choices=("optimal", "rclpy"))
+    mode: str = param("approximate", "Approximate stamps (within slop) or exact stamps only.",
                       choices=("approximate", "exact"))
-    queue_size: int = param(10, "Frames kept per stream while waiting for a partner.", min=1)
-    slop_s: float = param(0.05, "Largest stamp difference (seconds) inside a pair (approximate mode).", min=0.0)
+    queue_size: int = param(10, "Frames kept per stream while waiting for a partner (optimal exact: pending stamps).",
+                            min=1)
+    slop_s: float = param(0.05, "Largest stamp difference (seconds) inside a pair (approximate mode); "
+                                "optimal: span <= slop, rclpy: span < slop.", min=0.0)
+    age_penalty: float = param(0.1, "Optimal approximate: weight 1 + age_penalty on how much later a candidate "
+                                    "pair ends (C++ default 0.1).", min=0.0)
+    slop_inclusive: bool = param(True, "Optimal approximate: a pair may span exactly slop_s (C++ "
+                                       "setMaxIntervalDuration); false: strictly less.")
+    reject_late: bool = param(False, "Robot-friendly opt-in: drop a frame whose stamp repeats or is older than its "
+                                     "stream's last accepted one (duplicate / out_of_order) instead of queueing it "
+                                     "as message_filters does.")
     reference: str = param("thermal", "Whose header the outputs copy.", choices=("thermal", "visible"))
 
 
@@ -133,10 +145,24 @@ class RuntimeConfig:
 
 
 @dataclass
-class TrainFusionConfig:
-    """`ivif train fusion`: stage-1 unsupervised training of the VFN backbone."""
+class TrainRunConfig:
+    """What every `ivif train` job has: data, seed, threads, device, output folder.
+
+    Each job's config inherits these fields (YAML keys stay flat: ``seed: 0``, not ``run: {seed: 0}``);
+    :mod:`ivif_fusion.training.run` uses them to set up the run.
+    """
 
     data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
+    seed: int = param(0, "Seed of initialisation, sampling (crops, flips, batches) and augmentation.")
+    threads: int = param(2, "Torch CPU threads.", min=1)
+    device: str = param("cpu", "Torch device ('cpu', 'cuda', 'cuda:1'; task training also takes ultralytics' '0').")
+    out: str = param("runs/train", "Output folder: checkpoint, log.csv, config.yaml.")
+
+
+@dataclass
+class TrainFusionConfig(TrainRunConfig):
+    """`ivif train fusion`: stage-1 unsupervised training of the VFN backbone."""
+
     datasets: list = param(help="Paired folders under the data root used for training (MSRS: train range only).",
                            factory=lambda: ["MSRS", "TNO", "RoadScene", "VIFB"])
     depth: int = param(2, "Dilated dense blocks per encoder and in the decoder.", min=1)
@@ -147,19 +173,15 @@ class TrainFusionConfig:
     lr: float = param(1e-3, "Adam learning rate (cosine decay to 5 % over the run).", min=0.0)
     w_int: float = param(0.2, "Weight of the intensity term L1(F, max(IR, Y)).", min=0.0)
     w_grad: float = param(1.0, "Weight of the gradient term L1(|grad F|, max(|grad IR|, |grad Y|)).", min=0.0)
-    seed: int = param(0, "Seed of initialisation, crops and flips.")
-    threads: int = param(2, "Torch CPU threads.", min=1)
-    device: str = param("cpu", "Torch device.")
     max_side: int = param(640, "Images with a longer side are downscaled to this before cropping (0 = keep).", min=0)
     out: str = param("runs/fusion", "Output folder: checkpoints (best/last), CSV log, config copy.")
     resume: str = param("", "Resume from this training-state file (runs/.../last_state.pt).")
 
 
 @dataclass
-class TrainTaskConfig:
+class TrainTaskConfig(TrainRunConfig):
     """`ivif train task`: a task network trained on fused images (MSRS: train range; val range selects)."""
 
-    data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
     task: str = param("detection", "Task network to train.", choices=("detection", "segmentation"))
     datasets: list = param(help="Labelled paired folders used (MSRS: train range, val range for selection; "
                                 "LLVIP: person boxes mapped to class 0, training only).", factory=lambda: ["MSRS"])
@@ -184,18 +206,14 @@ class TrainTaskConfig:
     holdout_fold: str = param("", "Cross-fitting: 'k/n' leaves fold k of n (data.splits.cross_fit_fold) out of "
                                   "the training pairs, so that an RSC can learn from this network's loss on "
                                   "images it never saw (empty: train on all).")
-    seed: int = param(0, "Seed of initialisation and augmentation.")
-    threads: int = param(2, "Torch CPU threads.", min=1)
-    device: str = param("cpu", "Torch device ('cpu', 'cuda', '0').")
     cache_dir: str = param("runs/task_data", "Where fused training images and the ultralytics data yaml are cached.")
     out: str = param("runs/task_detection", "Output folder: ultralytics run and the converted checkpoint.")
 
 
 @dataclass
-class TrainRSCConfig:
+class TrainRSCConfig(TrainRunConfig):
     """`ivif train rsc`: RSC task customization against frozen backbone and task networks."""
 
-    data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
     dataset: str = param("MSRS", "Labelled paired folder (MSRS: train frame range only).")
     label_set: str = param("fusion", "MSRS box set (labels_det/<set>).", choices=("fusion", "infrared", "visible"))
     backbone: str = param("models/vfn_msrs.pt", "Frozen VFN backbone checkpoint.")
@@ -231,17 +249,13 @@ class TrainRSCConfig:
                                       min=0.0, max=1.0)
     min_visible: float = param(0.4, "A cropped box is kept when at least this fraction of its area is inside.",
                                min=0.0, max=1.0)
-    seed: int = param(0, "Seed of initialisation and crops.")
-    threads: int = param(2, "Torch CPU threads.", min=1)
-    device: str = param("cpu", "Torch device.")
     out: str = param("runs/rsc", "Output folder: rsc.pt (kind 'rsc'), log.csv, config.yaml.")
 
 
 @dataclass
-class TrainVifaConfig:
+class TrainVifaConfig(TrainRunConfig):
     """`ivif train vifa`: shared backbone + one-layer head per task, two distillations (docs/vifa.md)."""
 
-    data_root: str = param("", "Data root (empty: $IVIF_DATA or ../shared/data/ivif).")
     datasets: list = param(help="Paired folders used for training and key-channel selection (MSRS: train range "
                                 "only).", factory=lambda: ["MSRS"])
     max_side: int = param(640, "Images with a longer side are downscaled to this before cropping (0 = keep).", min=0)
@@ -277,9 +291,6 @@ class TrainVifaConfig:
     w_ref: float = param(1.0, "Weight of each head's reference L2.", min=0.0)
     w_fusion: float = param(0.0, "Weight of the stage-1 fusion loss on each head output (0 = off).", min=0.0)
     train_backbone: bool = param(True, "Train the shared backbone too (False: heads only).")
-    seed: int = param(0, "Seed of crops, fine-tuning and training.")
-    threads: int = param(2, "Torch CPU threads.", min=1)
-    device: str = param("cpu", "Torch device.")
     out: str = param("runs/vifa", "Output folder: vifa.pt (kind 'vifa'), log.csv, config.yaml, key-channel report.")
 
 

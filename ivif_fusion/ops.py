@@ -18,7 +18,9 @@ def check_shape(x: torch.Tensor, ndim: int, name: str, channels: int | None = No
 def sobel_xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel Sobel derivatives with replicate padding. (N, C, H, W) -> two (N, C, H, W)."""
     check_shape(x, 4, "sobel_xy")
-    c = x.shape[1]
+    # int(): a traced graph (ONNX export) records the channel count as a constant, so the depthwise
+    # kernel below has a known shape, which the exporter's Conv requires.
+    c = int(x.shape[1])
     kx = _SOBEL_X.to(dtype=x.dtype, device=x.device).view(1, 1, 3, 3).repeat(c, 1, 1, 1)
     ky = kx.transpose(2, 3)
     xp = F.pad(x, (1, 1, 1, 1), mode="replicate")

@@ -18,8 +18,9 @@ class DropReason(str, enum.Enum):
     NO_PARTNER = "no_partner"          # no frame of the other stream within slop / never matched
     QUEUE_OVERFLOW = "queue_overflow"  # pushed out of a full per-stream queue
     SUPERSEDED = "superseded"          # a better-matching frame won (approximate-time rules), or latest-pair-wins
-    OUT_OF_ORDER = "out_of_order"      # stamp older than the stream's last accepted stamp
-    DUPLICATE = "duplicate"            # same stamp as an already received frame of that stream
+    REPLACED = "replaced"              # a later frame of the stream with the same stamp took its place in the queue
+    OUT_OF_ORDER = "out_of_order"      # opt-in (sync.reject_late): stamp older than the stream's last accepted stamp
+    DUPLICATE = "duplicate"            # opt-in (sync.reject_late): same stamp as an already received frame
     DECODE_ERROR = "decode_error"      # message could not be turned into an image
     UNSUPPORTED_ENCODING = "unsupported_encoding"
     NON_FINITE = "non_finite"          # NaN / inf pixels

@@ -14,7 +14,7 @@ from ivif_fusion.models import checkpoint
 from ivif_fusion.models.heads import MultiHeadFusion
 from ivif_fusion.models.vfn import VFN, VFNConfig
 from ivif_fusion.runtime import backends
-from ivif_fusion.runtime import export as ex
+from ivif_fusion.runtime import onnx_export as ex
 from ivif_fusion.runtime.backends import BackendUnavailable
 
 pytest.importorskip("onnxruntime")

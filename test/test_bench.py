@@ -42,6 +42,30 @@ def test_bench_all_tiny(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     assert "randomly initialised" in md
 
 
+def test_bench_fusion_reports_backbone_over_seafusion_twin(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """One run times backbone and twin; the printed, JSON and markdown ratios are the same number."""
+    from ivif_fusion.cli import main
+
+    rc = main(["bench", "fusion", "--frames", "3", "--warmup", "0", "--size", "40x32", "--out", str(tmp_path),
+               "--name", "tiny"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    f = json.loads((tmp_path / "tiny.json").read_text())["fusion"]
+    assert f["ort_backbone_ms"]["n"] == f["ort_seafusion_twin_ms"]["n"] == f["torch_backbone_ms"]["n"] == 3
+    r = f["ratio_backbone_over_seafusion_twin"]
+    assert r["of_medians"] == pytest.approx(f["ort_backbone_ms"]["median"] / f["ort_seafusion_twin_ms"]["median"])
+    assert f["seafusion_twin"]["paper_parameters"] == 166_657 and f["seafusion_twin"]["parameters"] == 164_929
+    assert max(f["seafusion_twin"]["parity_max_abs_diff"].values()) <= 1e-4
+    assert (f"backbone ORT {f['ort_backbone_ms']['median']:.1f} ms, SeAFusion twin ORT "
+            f"{f['ort_seafusion_twin_ms']['median']:.1f} ms (medians, 40x32, 2 threads): "
+            f"backbone/twin {r['median_of_per_frame']:.3f}") in out
+    assert f"load average (1/5/15 min): {f['loadavg']['start']} at start, {f['loadavg']['end']} at end" in out
+    assert f"ort_backbone_over_seafusion_twin: {r['median_of_per_frame']:.3f}" in out
+    md = (tmp_path / "tiny.md").read_text()
+    assert f"| ORT backbone / ORT SeAFusion twin (median of per-frame ratios) | {r['median_of_per_frame']:.3f} |" in md
+    assert "| SeAFusion twin, ONNX Runtime (random weights) |" in md
+
+
 def test_bench_bad_size_is_a_user_error(capsys) -> None:  # noqa: ANN001
     from ivif_fusion.cli import main
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ivif_fusion.mtl import (CAGrad, cagrad, cagrad_weights, dual_objective, flatten, project_simplex,
+from ivif_fusion.cagrad import (CAGrad, cagrad, cagrad_weights, dual_objective, flatten, project_simplex,
                              task_gradients, write_grads)
 
 C = 0.5

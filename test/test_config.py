@@ -24,6 +24,30 @@ def test_every_parameter_has_a_description():
             assert helptext.strip(), f"{cls.__name__}.{name} has no description"
 
 
+TRAIN_CONFIGS = {"train_fusion.yaml": "TrainFusionConfig", "train_task_detection.yaml": "TrainTaskConfig",
+                 "train_rsc.yaml": "TrainRSCConfig", "train_vifa.yaml": "TrainVifaConfig"}
+
+
+@pytest.mark.parametrize("fname", sorted(TRAIN_CONFIGS))
+def test_training_configs_share_the_run_fields_with_flat_keys(fname):
+    cls = getattr(C, TRAIN_CONFIGS[fname])
+    assert issubclass(cls, C.TrainRunConfig)
+    run_keys = {"data_root", "seed", "threads", "device", "out"}
+    assert run_keys <= {f.name for f in dataclasses.fields(cls)}
+    for name, _tp, _default, helptext in C.describe(cls):
+        assert helptext.strip(), f"{cls.__name__}.{name} has no description"
+    # the shipped YAML keeps its flat keys: every top-level key is a field, run fields included
+    data = yaml.safe_load((CONFIG_DIR / fname).read_text())
+    cfg = C.load(cls, CONFIG_DIR / fname, {"seed": 5, "threads": 1})
+    assert all(getattr(cfg, k) == v for k, v in data.items() if k not in ("seed", "threads"))
+    assert (cfg.seed, cfg.threads) == (5, 1)
+    # each job keeps its own output folder default
+    assert cls().out == {"train_fusion.yaml": "runs/fusion", "train_task_detection.yaml": "runs/task_detection",
+                         "train_rsc.yaml": "runs/rsc", "train_vifa.yaml": "runs/vifa"}[fname]
+    with pytest.raises(C.ConfigError, match="did you mean 'seed'"):
+        C.from_dict(cls, {"sead": 1})
+
+
 def test_unknown_key_did_you_mean_and_type_checks():
     with pytest.raises(C.ConfigError, match="did you mean 'slop_s'"):
         C.from_dict(C.RuntimeConfig, {"sync": {"slop": 0.1}})

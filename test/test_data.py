@@ -131,3 +131,75 @@ def test_cross_fit_folds_are_blocks_of_frames():
     for bad in ("2/2", "0/1", "a/b", "1"):
         with pytest.raises(ValueError, match="k/n"):
             parse_fold(bad)
+
+
+# ----------------------------------------------------------------------------- the jobs' view of the shared data
+
+# Fingerprints of what the loaders of every job returned before the data layer was shared (computed with
+# the previous per-job code): pairs, boxes, and a SHA-256 (first 16 hex digits) over, per pair, the file
+# name, the (K, 4) float32 pixel boxes and the (K,) int64 class ids (MSRS classes person, bicycle, car).
+# The same config and seed must give the same batches, so these must never change.
+SPLIT_FINGERPRINTS = {
+    ("MSRS", "train", "fusion"): (293, 1212, "61ed27fc0c84e8be", "ccce46b2f86dd3d1"),
+    ("MSRS", "train", "infrared"): (293, 1448, "a704fa69f2e1066e", "a653ce8acf9e0a15"),
+    ("MSRS", "train", "visible"): (293, 745, "b3ce962016b36885", "2156fec35a09954b"),
+    ("MSRS", "val", "fusion"): (47, 203, "03662127b31f5e8a", "4e1385c53b3e0f89"),
+    ("MSRS", "val", "infrared"): (47, 238, "69d8d5687e6f7fb9", "075f74d53e61881d"),
+    ("MSRS", "val", "visible"): (47, 206, "47e27b02f80c3fcf", "c00baed03bd827d3"),
+    ("MSRS", "eval", "fusion"): (20, 78, "edb61e465bdcd721", "0e2f8e015df1bcdd"),
+    ("MSRS", "eval", "infrared"): (20, 113, "0b684fe90f6241bd", "2ed8280720bf06fd"),
+    ("MSRS", "eval", "visible"): (20, 53, "206b02b3b43b8e53", "be62e7631f34719f"),
+    ("LLVIP", "train", "fusion"): (50, 222, "7d6ce287f30e5211", "2d729ad04d65230d"),
+    ("LLVIP", "val", "fusion"): (0, 0, "e3b0c44298fc1c14", "e3b0c44298fc1c14"),
+}
+
+
+def _digest(parts) -> str:  # noqa: ANN001
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("key", sorted(SPLIT_FINGERPRINTS))
+def test_shared_splits_give_the_same_pairs_boxes_and_classes(data_root, key) -> None:  # noqa: ANN001
+    from ivif_fusion.data.shared import class_boxes, labelled_pairs
+    from ivif_fusion.training.task import yolo_lines
+
+    dataset, split, label_set = key
+    reader, items = labelled_pairs(data_root, dataset, split, label_set, ["person", "bicycle", "car"])
+    parts, boxes, lines = [], 0, []
+    for it in items:
+        rec = reader.record(it)
+        b = class_boxes(rec)
+        assert b.dtype == np.float32 and np.array_equal(b[:, 0], rec.class_ids)
+        boxes += len(b)
+        parts += [it.file, np.ascontiguousarray(b[:, 1:]).tobytes(), rec.class_ids.tobytes()]
+        lines += [it.file] + yolo_lines(reader, it)  # what `ivif train task` writes into its cache
+    assert (len(items), boxes, _digest(parts), _digest(lines)) == SPLIT_FINGERPRINTS[key]
+
+
+def test_rsc_and_fusion_jobs_read_the_same_pairs(data_root) -> None:  # noqa: ANN001
+    from ivif_fusion.config import TrainFusionConfig, TrainRSCConfig
+    from ivif_fusion.data.shared import class_boxes, open_shared, split_items
+    from ivif_fusion.training.rsc import load_labelled_pairs
+
+    reader = open_shared(data_root, "MSRS", label_set="fusion")
+    train = split_items(reader, "MSRS", "train")
+    assert [it.file for it in train[:2]] == ["00131D.png", "00135D.png"]
+    rsc_boxes = [(it.file, class_boxes(reader.record(it))) for it in train]
+    assert (len(train), sum(len(b) for _, b in rsc_boxes)) == (293, 1212)
+    assert _digest([x for n, b in rsc_boxes for x in (n, b.tobytes())]) == "93b8a1a7e7370584"
+    # the RSC job's own loader, pixels included (val range: 47 pairs, quick)
+    cfg = TrainRSCConfig(data_root=str(data_root))
+    val = load_labelled_pairs(cfg, progress=False, split="val")
+    assert [p.name for p in val[:2]] == ["01401D.png", "01405D.png"]
+    assert _digest([x for p in val for x in (p.name, p.boxes.tobytes())]) == "b2014d135c23afb9"
+    assert _digest([x for p in val for x in (p.ir.tobytes(), p.ycc.tobytes())]) == "58ac60cc0401861a"
+    # fusion training: every dataset of the default config, MSRS restricted to its train range
+    ids = [f"{ds}/{it.file}" for ds in TrainFusionConfig().datasets
+           for it in split_items(open_shared(data_root, ds), ds, "train")]
+    assert len(ids) == 389 and ids[:2] == ["MSRS/00131D.png", "MSRS/00135D.png"]
+    assert _digest(ids) == "88b84737faf516f6"

@@ -12,7 +12,8 @@ import torch
 from ivif_fusion.models import checkpoint
 from ivif_fusion.models.heads import MultiHeadFusion
 from ivif_fusion.models.vfn import VFN, VFNConfig
-from ivif_fusion.runtime import export as ex
+from ivif_fusion.runtime import graph_check as gc
+from ivif_fusion.runtime import onnx_export as ex
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -44,15 +45,15 @@ def _max_diff(graph: MultiHeadFusion, sess, ir: np.ndarray, y: np.ndarray) -> fl
 def test_files_and_metadata(exported) -> None:  # noqa: ANN001
     graph, res = exported
     assert res.path.name == "fusion.onnx" and res.path.is_file()
-    meta = ex.read_metadata(res.path)
+    meta = gc.read_metadata(res.path)
     assert meta["ivif.format"] == "ivif-onnx/1"
     assert json.loads(meta["ivif.head_names"]) == HEADS
-    assert meta["ivif.weights_sha256"] == ex.weights_digest(graph) == res.weights_sha256
+    assert meta["ivif.weights_sha256"] == gc.weights_digest(graph) == res.weights_sha256
     assert len(res.weights_sha256) == 64
     cfg = json.loads(meta["ivif.model_config"])
     assert cfg["vfn"] == VFNConfig().to_dict() and cfg["heads"] == HEADS
     side = json.loads(res.sidecar.read_text())
-    assert side["onnx_sha256"] == ex.file_sha256(res.path) == res.onnx_sha256
+    assert side["onnx_sha256"] == checkpoint.file_sha256(res.path) == res.onnx_sha256
     assert side["outputs"] == HEADS and side["metadata"] == meta
     assert max(side["parity_max_abs_diff"].values()) <= 1e-4
 
@@ -105,34 +106,34 @@ def test_parity_real_msrs_pairs_two_sizes(exported, msrs_root: Path) -> None:  #
 
 def test_weights_digest_tracks_every_tensor() -> None:
     a, b = make_graph(0), make_graph(0)
-    assert ex.weights_digest(a) == ex.weights_digest(b)
+    assert gc.weights_digest(a) == gc.weights_digest(b)
     with torch.no_grad():
         b.heads["seg"].bias += 1e-6
-    assert ex.weights_digest(a) != ex.weights_digest(b)
-    assert ex.weights_digest(make_graph(1)) != ex.weights_digest(a)
+    assert gc.weights_digest(a) != gc.weights_digest(b)
+    assert gc.weights_digest(make_graph(1)) != gc.weights_digest(a)
 
 
 def test_check_graph_matches_rules(exported) -> None:  # noqa: ANN001
     graph, res = exported
-    meta = ex.read_metadata(res.path)
-    outs = ex.graph_output_names(res.path)
-    digest = ex.weights_digest(graph)
-    ex.check_graph_matches(res.path, meta, outs, HEADS, digest)  # matches: no error
-    with pytest.raises(ex.GraphMismatch, match=r"heads \['generic', 'det', 'seg'\].*need heads \['generic', 'det'\]"):
-        ex.check_graph_matches(res.path, meta, outs, ["generic", "det"], digest)
-    with pytest.raises(ex.GraphMismatch, match="need heads"):
-        ex.check_graph_matches(res.path, meta, outs, ["generic", "seg", "det"], digest)
-    with pytest.raises(ex.GraphMismatch, match="exported from other weights"):
-        ex.check_graph_matches(res.path, meta, outs, HEADS, "0" * 64)
-    with pytest.raises(ex.GraphMismatch, match="not written by `ivif export onnx`"):
-        ex.check_graph_matches(res.path, {}, outs, HEADS, digest)
+    meta = gc.read_metadata(res.path)
+    outs = gc.graph_output_names(res.path)
+    digest = gc.weights_digest(graph)
+    gc.check_graph_matches(res.path, meta, outs, HEADS, digest)  # matches: no error
+    with pytest.raises(gc.GraphMismatch, match=r"heads \['generic', 'det', 'seg'\].*need heads \['generic', 'det'\]"):
+        gc.check_graph_matches(res.path, meta, outs, ["generic", "det"], digest)
+    with pytest.raises(gc.GraphMismatch, match="need heads"):
+        gc.check_graph_matches(res.path, meta, outs, ["generic", "seg", "det"], digest)
+    with pytest.raises(gc.GraphMismatch, match="exported from other weights"):
+        gc.check_graph_matches(res.path, meta, outs, HEADS, "0" * 64)
+    with pytest.raises(gc.GraphMismatch, match="not written by `ivif export onnx`"):
+        gc.check_graph_matches(res.path, {}, outs, HEADS, digest)
 
 
 def test_unreadable_onnx_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "fusion.onnx"
     bad.write_bytes(b"\x00not an onnx file" * 10)
-    with pytest.raises(ex.GraphMismatch, match="not a readable ONNX file"):
-        ex.read_metadata(bad)
+    with pytest.raises(gc.GraphMismatch, match="not a readable ONNX file"):
+        gc.read_metadata(bad)
 
 
 def test_old_opset_rejected(tmp_path: Path) -> None:
@@ -150,11 +151,11 @@ def test_cli_export_onnx(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     assert rc == 0
     text = capsys.readouterr().out
     assert f"onnx: {out / 'fusion.onnx'}" in text
-    meta = ex.read_metadata(out / "fusion.onnx")
+    meta = gc.read_metadata(out / "fusion.onnx")
     assert json.loads(meta["ivif.head_names"]) == ["generic"]
-    assert json.loads(meta["ivif.source_files"]) == {str(ckpt): ex.file_sha256(ckpt)}
+    assert json.loads(meta["ivif.source_files"]) == {str(ckpt): checkpoint.file_sha256(ckpt)}
     graph = MultiHeadFusion(checkpoint.load_vfn(ckpt))
-    assert meta["ivif.weights_sha256"] == ex.weights_digest(graph)
+    assert meta["ivif.weights_sha256"] == gc.weights_digest(graph)
 
 
 def test_cli_export_onnx_missing_weights_is_one_error_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
@@ -179,10 +180,10 @@ def test_task_network_export_parity_and_cli(tmp_path: Path, capsys) -> None:  # 
                "--set", "pipeline.tasks=[{name: det, kind: detection, weights: '" + str(wpath) + "'}]"])
     assert rc == 0
     assert f"task network 'det' (detection, raw output before NMS/argmax): {out / 'task_det.onnx'}" in capsys.readouterr().out
-    meta = ex.read_metadata(out / "task_det.onnx")
+    meta = gc.read_metadata(out / "task_det.onnx")
     assert meta["ivif.kind"] == "task-detection" and meta["ivif.task"] == "det"
     assert json.loads(meta["ivif.classes"]) == list(det.cfg.classes)
-    assert meta["ivif.weights_sha256"] == ex.weights_digest(det.model)
-    raw = ex._TaskNet.build(det.model)
+    assert meta["ivif.weights_sha256"] == gc.weights_digest(det.model)
+    raw = ex.raw_task_graph(det.model)
     parity = ex.task_parity(raw, out / "task_det.onnx", [(1, 96, 128), (2, 64, 160)])
     assert max(parity.values()) <= 1e-4, parity

@@ -166,7 +166,7 @@ def test_fuzz_conversion_pairing_pipeline(random_vfn_ckpt):
         "pipeline.tasks": [{"name": "fusion", "kind": "fusion"}]}))
     rng = np.random.default_rng(20240611)
     blobs = _blobs(rng)
-    sync = Synchronizer("approximate", queue_size=5, slop_s=0.02)
+    sync = Synchronizer("approximate", queue_size=5, slop_s=0.02, reject_late=True)  # counts repeats/late stamps
     slot = LatestPairSlot()
     sent = Counter()
     outcomes: Counter = Counter()

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 from ivif_fusion.cli import main
+from ivif_fusion.data import check as C
+from ivif_fusion.data import classes as K
 from ivif_fusion.data import readers as R
+from ivif_fusion.data import records as E
 
 W, H = 32, 24
 
@@ -138,7 +141,7 @@ def test_msrs_split_labels_folder_is_one_default_set(tmp_path: Path) -> None:
     _png(root / "train/vi/a.png", channels=3)
     _txt(root / "train/labels/a.txt", "1 0.5 0.5 0.25 0.5\n")
     rd = R.MsrsReader(root)
-    assert rd.label_sets == [R.DEFAULT_SET]
+    assert rd.label_sets == [E.DEFAULT_SET]
     rec = next(iter(rd))
     assert rec.class_ids.tolist() == [1] and rec.mask is None
     np.testing.assert_allclose(rec.boxes, [YOLO_BOX])
@@ -170,20 +173,51 @@ def test_llvip_splits_and_voc_boxes(tmp_path: Path) -> None:
 
 def test_flat_single_and_named_sets(tmp_path: Path) -> None:
     single = R.open_dataset(make_flat(tmp_path / "a"), "flat")
-    assert single.label_sets == [R.DEFAULT_SET] and single.classes == ("person",)
+    assert single.label_sets == [E.DEFAULT_SET] and single.classes == ("person",)
     recs = list(single)
     assert [r.name for r in recs] == ["010001", "010002"]
     np.testing.assert_allclose(recs[1].boxes, [YOLO_BOX])
     named = R.open_dataset(make_flat(tmp_path / "b", sets=True), "flat")
     assert named.label_sets == ["infrared", "visible"] and named.label_set == "infrared"
-    with pytest.raises(R.LayoutError, match="box set 'fusion' not found.*infrared, visible"):
+    with pytest.raises(E.LayoutError, match="box set 'fusion' not found.*infrared, visible"):
         R.open_dataset(tmp_path / "b", "flat", label_set="fusion")
+
+
+def test_shared_view_skips_unpaired_maps_classes_and_raises_on_labels(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    from ivif_fusion.data.shared import class_boxes, labelled_pairs, open_shared, split_items
+
+    make_flat(tmp_path / "LLVIP", unpaired=True, missing_label="010002")
+    with caplog.at_level("WARNING"):
+        reader = open_shared(tmp_path, "LLVIP", label_set="fusion", classes=["car", "person"])
+    # the unpaired 010003.jpg is left out, counted and logged; no 'fusion' set here: the single set is used
+    assert [it.file for it in reader.items] == ["010001.jpg", "010002.jpg"]
+    assert [p.name for p in reader.unpaired] == ["010003.jpg"] and "1 unpaired image(s) left out" in caplog.text
+    assert reader.label_set == E.DEFAULT_SET
+    # person is class 1 of the network's classes
+    rec = reader.record(reader.items[0])
+    np.testing.assert_allclose(class_boxes(rec), [[1, *YOLO_BOX]])
+    np.testing.assert_allclose(reader.yolo_rows(reader.items[0]), [[1, *map(float, YOLO_LINE.split()[1:])]])
+    # non-MSRS datasets only train; the pair without a label file is not "labelled"
+    assert [it.file for it in split_items(reader, "LLVIP", "train")] == ["010001.jpg", "010002.jpg"]
+    assert split_items(reader, "LLVIP", "val") == []
+    assert [it.file for it in labelled_pairs(tmp_path, "LLVIP", "train")[1]] == ["010001.jpg"]
+    # a missing label file asked for raises, naming it
+    with pytest.raises(E.MissingLabelError, match="010002.txt"):
+        reader.record(reader.items[1])
+    with pytest.raises(E.LayoutError, match="none of its classes"):
+        open_shared(tmp_path, "LLVIP", classes=["car"])
+    with pytest.raises(E.LayoutError, match="dataset 'TNO' not found"):
+        open_shared(tmp_path, "TNO")
+    (tmp_path / "LLVIP" / "labels_det" / "010001.txt").write_text("3 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(E.BadLabelError, match="class id 3"):
+        reader.yolo_rows(reader.items[0])
 
 
 def test_flat_without_classes_txt_is_an_error(tmp_path: Path) -> None:
     root = make_flat(tmp_path / "a")
     (root / "labels_det/classes.txt").unlink()
-    with pytest.raises(R.LayoutError, match="no classes.txt"):
+    with pytest.raises(E.LayoutError, match="no classes.txt"):
         R.FlatReader(root)
 
 
@@ -193,7 +227,7 @@ def test_readers_stream_lazily(tmp_path: Path) -> None:
     _txt(root / "labels_det/010002.txt", "0 0.5 oops 0.1 0.1\n")
     it = iter(R.FlatReader(root))
     assert next(it).name == "010001"
-    with pytest.raises(R.BadLabelError, match=r"010002.txt:1"):
+    with pytest.raises(E.BadLabelError, match=r"010002.txt:1"):
         next(it)
 
 
@@ -205,7 +239,7 @@ def test_detect_layout(tmp_path: Path, layout: str) -> None:
 
 
 def test_detect_layout_unknown(tmp_path: Path) -> None:
-    with pytest.raises(R.LayoutError, match="cannot tell the layout"):
+    with pytest.raises(E.LayoutError, match="cannot tell the layout"):
         R.detect_layout(tmp_path)
 
 
@@ -216,7 +250,7 @@ def test_detect_layout_unknown(tmp_path: Path) -> None:
 def test_missing_label_names_the_file(tmp_path: Path, layout: str) -> None:
     name, rel, _ = BROKEN[layout]
     root = MAKERS[layout](tmp_path / layout, missing_label=name)
-    with pytest.raises(R.MissingLabelError, match=str(root / rel)):
+    with pytest.raises(E.MissingLabelError, match=str(root / rel)):
         list(R.open_dataset(root, layout))
     lenient = R.open_dataset(root, layout, strict=False)
     recs = {r.name: r for r in lenient}
@@ -229,7 +263,7 @@ def test_missing_label_names_the_file(tmp_path: Path, layout: str) -> None:
 def test_unpaired_image_names_the_file(tmp_path: Path, layout: str) -> None:
     _, _, rel = BROKEN[layout]
     root = MAKERS[layout](tmp_path / layout, unpaired=True)
-    with pytest.raises(R.UnpairedFileError, match=f"unpaired image {root / rel}"):
+    with pytest.raises(E.UnpairedFileError, match=f"unpaired image {root / rel}"):
         R.open_dataset(root, layout)
     lenient = R.open_dataset(root, layout, strict=False)
     assert lenient.unpaired == [root / rel]
@@ -240,18 +274,18 @@ def test_unpaired_image_names_the_file(tmp_path: Path, layout: str) -> None:
 def test_unknown_class_and_bad_class_id(tmp_path: Path) -> None:
     root = make_m3fd(tmp_path / "M3FD")
     _voc(root / "Annotation/00001.xml", [("Dog", (1, 1, 4, 4))])
-    with pytest.raises(R.BadLabelError, match="class 'Dog' is not in the class map"):
+    with pytest.raises(E.BadLabelError, match="class 'Dog' is not in the class map"):
         list(R.M3fdReader(root))
     flat = make_flat(tmp_path / "flat")
     _txt(flat / "labels_det/010001.txt", "3 0.5 0.5 0.1 0.1\n")
-    with pytest.raises(R.BadLabelError, match=r"class id 3 is not one of 0..0 \(person\)"):
+    with pytest.raises(E.BadLabelError, match=r"class id 3 is not one of 0..0 \(person\)"):
         list(R.FlatReader(flat))
 
 
 def test_missing_mask_is_reported(tmp_path: Path) -> None:
     root = make_msrs(tmp_path / "MSRS")
     (root / "test/Segmentation_labels/00004N.png").unlink()
-    with pytest.raises(R.MissingMaskError, match="00004N.png missing"):
+    with pytest.raises(E.MissingMaskError, match="00004N.png missing"):
         list(R.MsrsReader(root))
 
 
@@ -259,16 +293,16 @@ def test_class_map_yaml(tmp_path: Path) -> None:
     f = tmp_path / "map.yaml"
     f.write_text("classes: [person, vehicle]\nmap: {People: person, Car: vehicle, Bus: vehicle, Truck: vehicle, "
                  "Motorcycle: vehicle, Lamp: null}\n")
-    cm = R.load_class_map(f)
+    cm = K.load_class_map(f)
     assert cm.classes == ("person", "vehicle")
     assert (cm.target("Bus"), cm.target("Lamp"), cm.target("People")) == (1, None, 0)
     recs = list(R.M3fdReader(make_m3fd(tmp_path / "M3FD"), class_map=f))
     assert recs[1].class_ids.tolist() == [1, 1]
     f.write_text("classes: [person]\nmap: {Car: car}\n")
-    with pytest.raises(R.LayoutError, match="sends boxes to 'car'"):
-        R.load_class_map(f)
-    with pytest.raises(R.LayoutError, match="neither a built-in"):
-        R.load_class_map(tmp_path / "nope.yaml")
+    with pytest.raises(E.LayoutError, match="sends boxes to 'car'"):
+        K.load_class_map(f)
+    with pytest.raises(E.LayoutError, match="neither a built-in"):
+        K.load_class_map(tmp_path / "nope.yaml")
 
 
 # --------------------------------------------------------------------------- check + CLI
@@ -282,7 +316,7 @@ def test_check_counts_problems_and_warnings(tmp_path: Path) -> None:
     for s in ("infrared", "visible"):
         _txt(root / f"labels_det/{s}/00036N.txt", "")
     (root / "vi/010002.jpg").write_bytes((root / "vi/010002.jpg").read_bytes()[:40])
-    rep = R.check(R.FlatReader(root, strict=False))
+    rep = C.check(R.FlatReader(root, strict=False))
     assert rep.pairs == 3
     assert rep.sets["infrared"].boxes == 2 and rep.sets["infrared"].empty == 1 and rep.sets["infrared"].files == 3
     assert dict(rep.sets["visible"].classes) == {"person": 2}
@@ -316,7 +350,7 @@ def test_cli_literals_match_readers() -> None:
     from ivif_fusion.cli import data_check
 
     assert data_check.LAYOUTS == R.LAYOUTS
-    assert set(data_check.CLASS_MAP_NAMES) == set(R.CLASS_MAPS)
+    assert set(data_check.CLASS_MAP_NAMES) == set(K.CLASS_MAPS)
 
 
 # --------------------------------------------------------------------------- real shared data
@@ -324,7 +358,7 @@ def test_cli_literals_match_readers() -> None:
 
 @pytest.mark.data
 def test_shared_msrs_counts(data_root: Path, capsys: pytest.CaptureFixture) -> None:
-    rep = R.check(R.open_dataset(data_root / "MSRS", "flat", strict=False), decode=False)
+    rep = C.check(R.open_dataset(data_root / "MSRS", "flat", strict=False), decode=False)
     assert rep.pairs == 365 and dict(rep.sizes) == {(640, 480): 365} and rep.problems == []
     assert sorted(rep.sets) == ["fusion", "infrared", "visible"]
     counts = {s: (st.boxes, st.empty, dict(st.classes)) for s, st in rep.sets.items()}
@@ -350,4 +384,4 @@ def test_shared_llvip_counts(data_root: Path, capsys: pytest.CaptureFixture) -> 
     assert "pairs: 50;" in out and "1280x1024 50" in out
     assert "default: 222 boxes in 50 label files (0 empty): person 222" in out
     rd = R.FlatReader(data_root / "LLVIP", class_map="llvip_to_msrs")
-    assert sum(len(r.boxes) for r in rd) == 222 and rd.classes == R.MSRS_CLASSES
+    assert sum(len(r.boxes) for r in rd) == 222 and rd.classes == K.MSRS_CLASSES

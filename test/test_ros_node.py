@@ -344,14 +344,17 @@ def _wait_quiet(client: Client, diags: list, thermal: int, rgb: int, after: floa
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, ros_client, random_vfn_ckpt, pairs):  # noqa: ANN001, ANN201
-    """Node A: Image/Image, reliable QoS, tasks fusion + fusion_b (+ detection when available)."""
+    """Node A: Image/Image, reliable QoS, tasks fusion + fusion_b (+ detection when available).
+
+    It rejects repeated and late stamps (``sync.reject_late``), so the fuzz test can count them.
+    """
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
     tmp = tmp_path_factory.mktemp("node_a")
     tasks, det_skip = _task_networks(tmp, random_vfn_ckpt)
-    node = _start(tmp, random_vfn_ckpt, ros_client, tasks, {})
+    node = _start(tmp, random_vfn_ckpt, ros_client, tasks, {"sync.reject_late": "true"})
     qos = _qos(400)
     got: dict[str, list] = {t["name"]: [] for t in tasks}
     dets: list = []

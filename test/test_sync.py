@@ -1,4 +1,4 @@
-"""Pairing: message_filters ApproximateTime scenarios, slop, exact mode, accounting, LatestPairSlot.
+"""Pairing: message_filters scenarios (here and in test/data/pairing), slop, exact mode, accounting, LatestPairSlot.
 
 The scenario tests replay the timelines of message_filters' approximate-time policy tests
 (ASCII diagrams below: topic A = thermal, topic B = rgb, one character = 1 s) and check the
@@ -7,16 +7,20 @@ documented expected output sets.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from ivif_fusion.config import SyncConfig
 from ivif_fusion.runtime.sync import (STREAMS, ApproximateTimePolicy, ExactTimePolicy, LatestPairSlot,
-                                      Synchronizer, pair_drops)
+                                      RclpyApproximatePolicy, RclpyExactPolicy, Synchronizer, make_policy,
+                                      pair_drops, seconds_to_ns)
 from ivif_fusion.types import DropReason, Frame, Pair
 
 S = 1_000_000_000  # one second in ns
@@ -203,11 +207,24 @@ def test_slop_zero_pairs_only_equal_stamps():
     assert pairs == [(0, 0), (2, 2)]
 
 
+def test_seconds_to_ns_truncates_like_rclcpp_and_rclpy():
+    assert seconds_to_ns(0.05) == 50_000_000
+    assert seconds_to_ns(1.001) == 1_000_999_999  # 1.001 * 1e9 = 1000999999.9999999 in double precision
+    assert seconds_to_ns(1.5) == 1_500_000_000 and seconds_to_ns(0) == 0
+
+
 def test_from_config():
     sync = Synchronizer.from_config(SyncConfig(mode="exact", queue_size=3, slop_s=0.01))
     assert sync.mode == "exact" and sync.queue_size == 3 and sync.slop_ns == 10_000_000
     sync = Synchronizer.from_config(SyncConfig())
     assert sync.mode == "approximate" and sync.slop_ns == 50_000_000
+    assert sync.policy == "optimal" and not sync.reject_late
+    assert type(sync._policy) is ApproximateTimePolicy and sync._policy.age_penalty == 0.1
+    assert sync._policy.max_interval_ns == 50_000_000
+    sync = Synchronizer.from_config(SyncConfig(policy="rclpy", slop_s=2.01, reject_late=True))
+    assert sync.policy == "rclpy" and sync.reject_late and sync._policy.slop_ns == 2_009_999_999
+    sync = Synchronizer.from_config(SyncConfig(age_penalty=0.0, slop_inclusive=False))
+    assert sync._policy.age_penalty == 0.0 and sync._policy.max_interval_ns == 49_999_999
 
 
 def test_bad_arguments():
@@ -219,6 +236,28 @@ def test_bad_arguments():
         Synchronizer(queue_size=0)
     with pytest.raises(ValueError, match="stream"):
         Synchronizer().push(frame("depth", 0))
+    with pytest.raises(ValueError, match="policy"):
+        Synchronizer(policy="greedy")
+    with pytest.raises(ValueError, match="rclpy policy needs a slop"):
+        Synchronizer("approximate", 10, None, policy="rclpy")
+    with pytest.raises(ValueError, match="strict slop bound of 0"):
+        Synchronizer(slop_s=0.0, slop_inclusive=False)
+    with pytest.raises(ValueError, match="unknown streams"):
+        Synchronizer(inter_message_lower_bound_s={"depth": 0.1})
+    with pytest.raises(ValueError, match="at least 2 topics"):
+        ApproximateTimePolicy(1, 10)
+    with pytest.raises(ValueError, match="age_penalty"):
+        ApproximateTimePolicy(2, 10, age_penalty=-0.1)
+    with pytest.raises(ValueError, match="max_interval_ns"):
+        ApproximateTimePolicy(2, 10, max_interval_ns=-1)
+    with pytest.raises(ValueError, match="lower_bounds"):
+        ApproximateTimePolicy(2, 10, inter_message_lower_bounds_ns=[0])
+    with pytest.raises(ValueError, match="lower_bounds"):
+        ApproximateTimePolicy(2, 10, inter_message_lower_bounds_ns=[0, -1])
+    with pytest.raises(ValueError, match="slop_ns"):
+        RclpyApproximatePolicy(2, 10, -1)
+    with pytest.raises(ValueError, match="queue_size"):
+        RclpyExactPolicy(2, 0)
 
 
 # ----------------------------------------------------------------------------- exact mode
@@ -247,16 +286,20 @@ def test_exact_policy_direct():
     assert p.add(0, 5) == ([], [])
     sets, drops = p.add(1, 5, "x")
     assert sets == [((5, None), (5, "x"))] and drops == []
-    sets, drops = p.add(0, 4)  # older than the last emitted set
-    assert sets == [] and drops[0][2] == DropReason.NO_PARTNER
+    # Older than the last emitted set: C++ ExactTime stores it like any other stamp ...
+    sets, drops = p.add(0, 4)
+    assert sets == [] and drops == [] and p.pending() == [(0, (4, None))]
+    # ... and it still completes a set.
+    sets, drops = p.add(1, 4, "y")
+    assert sets == [((4, None), (4, "y"))] and drops == [] and p.pending() == []
 
 
 # ----------------------------------------------------------------------------- order, duplicates, accounting
 
 
 @pytest.mark.parametrize("mode", ["approximate", "exact"])
-def test_out_of_order_and_duplicate(mode):
-    sync = Synchronizer(mode, 10, 0.05)
+def test_out_of_order_and_duplicate_with_reject_late(mode):
+    sync = Synchronizer(mode, 10, 0.05, reject_late=True)
     assert sync.push(frame("thermal", 10 * S)) == ([], [])
     _, d = sync.push(frame("thermal", 10 * S))
     assert [(x.reason, x.stamp_ns) for x in d] == [(DropReason.DUPLICATE, 10 * S)]
@@ -269,6 +312,37 @@ def test_out_of_order_and_duplicate(mode):
     assert c.received["thermal"] == 5 and c.dropped["thermal"] == {DropReason.DUPLICATE: 2,
                                                                    DropReason.OUT_OF_ORDER: 1}
     assert sync.queued("thermal") == 2 and sync.balanced()
+
+
+def test_reject_late_remembers_only_recent_stamps():
+    sync = Synchronizer("approximate", 10, 0.05, reject_late=True, recent_stamps=2)
+    for t in (1, 2, 3):
+        sync.push(frame("thermal", t * S))
+    _, d = sync.push(frame("thermal", 1 * S))  # seen, but no longer among the last 2
+    assert [(x.reason, x.detail) for x in d] == [
+        (DropReason.OUT_OF_ORDER, f"stamp {S} older than last accepted {3 * S} on thermal")]
+    _, d = sync.push(frame("thermal", 2 * S))
+    assert [(x.reason, x.detail) for x in d] == [(DropReason.DUPLICATE, f"stamp {2 * S} already received on thermal")]
+    assert sync.queued("thermal") == 3 and sync.balanced()
+
+
+@pytest.mark.parametrize("mode", ["approximate", "exact"])
+def test_repeats_and_late_stamps_reach_the_policy_by_default(mode):
+    """message_filters drops nothing for being late or repeated: the policy decides."""
+    sync = Synchronizer(mode, 10, 0.05)
+    first = frame("thermal", 10 * S)
+    sync.push(first)
+    repeat = frame("thermal", 10 * S)
+    _, d = sync.push(repeat)
+    if mode == "approximate":  # C++ ApproximateTime queues the repeat as a message of its own
+        assert d == [] and sync.queued("thermal") == 2
+    else:  # C++ ExactTime: the repeat replaces the pending one
+        assert [(x.reason, x.stamp_ns) for x in d] == [(DropReason.REPLACED, 10 * S)] and sync.queued("thermal") == 1
+    _, d = sync.push(frame("thermal", 9 * S))  # late: queued too
+    assert d == [] and sync.balanced()
+    pairs, _ = sync.push(frame("visible", 10 * S))
+    expected_thermal = first if mode == "approximate" else repeat
+    assert len(pairs) == 1 and pairs[0].thermal is expected_thermal
 
 
 def test_reject_counts_and_seq():
@@ -306,12 +380,16 @@ def _random_events(rng: np.random.Generator, n: int):
 @pytest.mark.parametrize("mode,queue_size,slop_s", [
     ("approximate", 10, 0.05), ("approximate", 2, 0.02), ("approximate", 1, None), ("approximate", 5, 0.0),
     ("exact", 10, 0.05), ("exact", 1, 0.05)])
-def test_random_streams_every_frame_accounted(mode, queue_size, slop_s):
+@pytest.mark.parametrize("policy", ["optimal", "rclpy"])
+@pytest.mark.parametrize("reject_late", [True, False])
+def test_random_streams_every_frame_accounted(mode, queue_size, slop_s, policy, reject_late):
     rng = np.random.default_rng(1234 + queue_size)
     events = _random_events(rng, 400)
     if mode == "exact" or slop_s == 0.0:  # give equal-stamp matching something: snap stamps to a 20 ms grid
         events = [(s, ts // 20_000_000 * 20_000_000) for s, ts in events]
-    sync = Synchronizer(mode, queue_size, slop_s)
+    if policy == "rclpy" and slop_s is None:
+        slop_s = 0.05  # the rclpy synchronizer always has a slop
+    sync = Synchronizer(mode, queue_size, slop_s, policy=policy, reject_late=reject_late)
     frames = [frame(s, ts) for s, ts in events]
     used: Counter = Counter()
     pairs_all: list[Pair] = []
@@ -337,15 +415,18 @@ def test_random_streams_every_frame_accounted(mode, queue_size, slop_s):
     c = sync.counters
     for s in STREAMS:
         assert c.received[s] == c.paired[s] + c.total_dropped(s) == sum(1 for f in frames if f.stream == s)
-    assert len(pairs_all) == c.pairs > 0
-    # sets never cross and respect the slop
-    for s in ("thermal", "visible"):
-        st = [getattr(p, s).stamp_ns for p in pairs_all]
-        assert st == sorted(st) and len(set(st)) == len(st)
+    assert len(pairs_all) == c.pairs
+    assert c.pairs > 0 or (policy == "rclpy" and slop_s == 0.0)  # rclpy's strict bound: slop 0 pairs nothing
+    if reject_late and policy == "optimal":
+        # with each stream in order, optimal sets never cross
+        for s in ("thermal", "visible"):
+            st = [getattr(p, s).stamp_ns for p in pairs_all]
+            assert st == sorted(st) and len(set(st)) == len(st)
     if mode == "exact" or slop_s == 0.0:
         assert all(p.thermal.stamp_ns == p.visible.stamp_ns for p in pairs_all)
     elif slop_s is not None:
-        assert all(abs(p.thermal.stamp_ns - p.visible.stamp_ns) <= int(slop_s * S) for p in pairs_all)
+        bound = int(slop_s * S) - (policy == "rclpy")  # rclpy: strictly below the slop
+        assert all(abs(p.thermal.stamp_ns - p.visible.stamp_ns) <= bound for p in pairs_all)
 
 
 @pytest.mark.parametrize("slop_s", [None, 0.03])
@@ -382,6 +463,279 @@ def test_pairs_are_minimal_span_against_brute_force():
     pairs, _ = run(approx(queue_size=10, slop_s=0.02), events)
     expected = [(a / S, b / S) for a, b in zip(ta, tb)][:len(pairs)]
     assert len(pairs) >= 48 and pairs == expected
+
+
+# ----------------------------------------------------------------------------- scenarios as data
+# test/data/pairing/*.yaml: inputs in arrival order, every set the reference emits with the input
+# whose arrival emits it, and (in most cases) every drop with its reason and what stays pending.
+# The optimal files hold the scenarios of message_filters' C++ tests, the rclpy files those of its
+# Python tests, plus hand-worked cases. Two-topic cases also go through Synchronizer (topic 0 =
+# thermal, 1 = visible), which must give the same pairs at the same moments and count every frame.
+
+DATA = Path(__file__).parent / "data" / "pairing"
+FILES = {"optimal_approximate": ("optimal", "approximate"), "optimal_exact": ("optimal", "exact"),
+         "rclpy_approximate": ("rclpy", "approximate"), "rclpy_exact": ("rclpy", "exact")}
+
+
+def load_cases() -> list:
+    out = []
+    for stem, (policy, mode) in FILES.items():
+        for case in yaml.safe_load((DATA / f"{stem}.yaml").read_text())["cases"]:
+            out.append(pytest.param(policy, mode, case, id=f"{stem}:{case['name']}"))
+    return out
+
+
+CASES = load_cases()
+
+
+def data_stamp_ns(seconds: float) -> int:
+    """A stamp written in seconds in the data, as exact nanoseconds."""
+    return round(seconds * 1e9)
+
+
+def build(policy: str, mode: str, case: dict):
+    n, q = case.get("topics", 2), case.get("queue_size", 10)
+    slop = case.get("slop_s")
+    slop_ns = None if slop is None else seconds_to_ns(slop)
+    if policy == "optimal" and mode == "approximate":
+        if slop_ns is not None and not case.get("slop_inclusive", True):
+            slop_ns -= 1
+        bounds = [seconds_to_ns(b) for b in case.get("lower_bounds_s", [0] * n)]
+        return ApproximateTimePolicy(n, q, slop_ns, case.get("age_penalty", 0.1), bounds)
+    if policy == "optimal":
+        return ExactTimePolicy(n, q)
+    return RclpyApproximatePolicy(n, q, slop_ns) if mode == "approximate" else RclpyExactPolicy(n, q)
+
+
+def run_policy(pol, case: dict) -> tuple[list, list]:
+    sets, drops = [], []
+    for k, (name, topic, t) in enumerate(case["input"]):
+        emitted, dropped = pol.add(topic, data_stamp_ns(t), name)
+        sets += [{"after": k, "set": [e[1] for e in s]} for s in emitted]
+        drops += [[k, e[1], reason.value] for _, e, reason, _ in dropped]
+    return sets, drops
+
+
+@pytest.mark.parametrize("policy,mode,case", CASES)
+def test_policy_scenario(policy, mode, case):
+    pol = build(policy, mode, case)
+    sets, drops = run_policy(pol, case)
+    assert sets == case["expected"]
+    if "drops" in case:
+        assert sorted(drops) == sorted(case["drops"])
+    pending = [e[1] for _, e in pol.pending()]
+    if "pending" in case:
+        assert sorted(pending) == sorted(case["pending"])
+    # Every input ends exactly once: in a set, in a drop, or still pending.
+    used = [x for s in sets for x in s["set"]] + [d[1] for d in drops] + pending
+    assert sorted(used) == sorted(name for name, _, _ in case["input"])
+    held = pol.clear()
+    assert sorted(e[1] for _, e in held) == sorted(pending) and pol.pending() == []
+
+
+TWO_TOPIC = [c for c in CASES if c.values[2].get("topics", 2) == 2 and "lower_bounds_s" not in c.values[2]]
+
+
+@pytest.mark.parametrize("policy,mode,case", TWO_TOPIC)
+def test_synchronizer_reproduces_scenario(policy, mode, case):
+    slop = case.get("slop_s")
+    if slop is None and not (policy == "optimal" and mode == "approximate"):
+        slop = 0.05  # ignored in exact mode
+    sync = Synchronizer(mode, case.get("queue_size", 10), slop, policy=policy,
+                        age_penalty=case.get("age_penalty", 0.1), slop_inclusive=case.get("slop_inclusive", True))
+    sets, drops = [], []
+    for k, (name, topic, t) in enumerate(case["input"]):
+        frame = Frame(data_stamp_ns(t), name, _IMG, "mono8", STREAMS[topic])
+        pairs, dropped = sync.push(frame)
+        sets += [{"after": k, "set": [p.thermal.frame_id, p.visible.frame_id]} for p in pairs]
+        assert all(p.thermal.stream == "thermal" and p.visible.stream == "visible" for p in pairs)
+        drops += [[k, STREAMS.index(d.stream), d.stamp_ns, d.reason.value] for d in dropped]
+        assert sync.balanced()
+    assert sets == case["expected"]
+    if "drops" in case:
+        by_name = {name: (topic, data_stamp_ns(t)) for name, topic, t in case["input"]}
+        assert sorted(drops) == sorted([k, *by_name[name], r] for k, name, r in case["drops"])
+    left = sync.flush()
+    assert all(d.reason == DropReason.UNFLUSHED for d in left)
+    c = sync.counters
+    for s in STREAMS:
+        assert sync.queued(s) == 0
+        assert c.received[s] == c.paired[s] + c.total_dropped(s)
+    assert c.pairs == len(case["expected"])
+
+
+def test_make_policy_picks_the_reference_policy():
+    assert type(make_policy("optimal", "approximate", 3, 5)) is ApproximateTimePolicy
+    assert type(make_policy("optimal", "exact", 3, 5)) is ExactTimePolicy
+    assert type(make_policy("rclpy", "approximate", 3, 5)) is RclpyApproximatePolicy
+    assert type(make_policy("rclpy", "exact", 3, None)) is RclpyExactPolicy
+
+
+class _RclpyModel:
+    """rclpy's message_filters synchronizers restated step by step (dicts of stamp -> name), as a test oracle.
+
+    ``add`` follows the reference's statements in order: store (a repeat overwrites), trim the
+    oldest stamps, then search (approximate) or intersect (exact); it returns the emitted name tuples.
+    """
+
+    def __init__(self, n: int, queue_size: int, slop_ns: int | None) -> None:
+        self.queues: list[dict] = [{} for _ in range(n)]
+        self.queue_size, self.slop = queue_size, slop_ns
+
+    def add(self, index: int, stamp: int, name: str) -> list[tuple]:
+        my_queue = self.queues[index]
+        my_queue[stamp] = name
+        while len(my_queue) > self.queue_size:
+            del my_queue[min(my_queue)]
+        if self.slop is None:
+            common = set.intersection(*[set(q) for q in self.queues])
+            if not common:
+                return []
+            t = sorted(common)[0]
+            out = [tuple(q[t] for q in self.queues)]
+            for q in self.queues:
+                del q[t]
+            for q in self.queues:
+                for s in list(q):
+                    if s < t:
+                        del q[s]
+            return out
+        stamps = []
+        for queue in self.queues[:index] + self.queues[index + 1:]:
+            topic_stamps = [(s, abs(s - stamp)) for s in queue if not abs(s - stamp) > self.slop]
+            if not topic_stamps:
+                return []
+            stamps.append([s for s, _ in sorted(topic_stamps, key=lambda x: x[1])])
+        for vv in itertools.product(*stamps):
+            vv = list(vv)
+            vv.insert(index, stamp)
+            qt = list(zip(self.queues, vv))
+            if max(vv) - min(vv) < self.slop and all(t in q for q, t in qt):
+                out = [tuple(q[t] for q, t in qt)]
+                for q, t in qt:
+                    del q[t]
+                return out
+        return []
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("exact", [False, True])
+def test_rclpy_policies_agree_with_a_step_by_step_model(n, exact):
+    """Random stamps with repeats and late frames: same sets, on the same input, as the restated reference."""
+    rng = np.random.default_rng(11 + n + 10 * exact)
+    emitted = 0
+    for trial in range(40):
+        q, slop = int(rng.integers(1, 5)), int(rng.integers(0, 4))
+        model = _RclpyModel(n, q, None if exact else slop)
+        pol = RclpyExactPolicy(n, q) if exact else RclpyApproximatePolicy(n, q, slop)
+        for k in range(60):
+            topic, stamp = int(rng.integers(0, n)), int(rng.integers(0, 12))
+            name = f"{trial}.{k}"
+            sets, _ = pol.add(topic, stamp, name)
+            assert [tuple(e[1] for e in s) for s in sets] == model.add(topic, stamp, name), (trial, k)
+            emitted += len(sets)
+        assert sorted(e[1] for _, e in pol.pending()) == sorted(v for qq in model.queues for v in qq.values())
+    assert emitted > 50
+
+
+# ----------------------------------------------------------------------------- details and defaults
+
+
+def _details(result) -> list:
+    return [(topic, entry[0], reason, detail) for topic, entry, reason, detail in result[1]]
+
+
+def test_policy_drop_details_name_the_cause():
+    p = ApproximateTimePolicy(2, 10, max_interval_ns=5)
+    p.add(0, 3)
+    assert _details(p.add(1, 10)) == [(0, 3, DropReason.NO_PARTNER, "no set within slop (7 ns > 5 ns)")]
+    p = ApproximateTimePolicy(2, 10, age_penalty=0.0)
+    p.add(0, 0)
+    p.add(1, 10)
+    assert _details(p.add(0, 5)) == [(0, 0, DropReason.SUPERSEDED, "a later set matched better")]
+    p = ApproximateTimePolicy(2, 1)
+    p.add(0, 0)
+    p.add(1, 1)
+    assert _details(p.add(1, 3)) == [(1, 1, DropReason.QUEUE_OVERFLOW, "queue of 1 full"),
+                                     (0, 0, DropReason.NO_PARTNER, "partner candidates were lost to queue overflow")]
+    e = ExactTimePolicy(2, 1)
+    e.add(0, 1)
+    assert _details(e.add(0, 1)) == [(0, 1, DropReason.REPLACED, "a later message with the same stamp replaced it")]
+    assert _details(e.add(0, 2)) == [(0, 1, DropReason.QUEUE_OVERFLOW, "more than 1 stamps pending")]
+    e = ExactTimePolicy(2, 5)
+    e.add(0, 1)
+    e.add(0, 2)
+    assert _details(e.add(1, 2)) == [(0, 1, DropReason.NO_PARTNER, "no message of every topic before a newer set")]
+    r = RclpyExactPolicy(2, 1)
+    r.add(0, 1)
+    assert _details(r.add(0, 1)) == [(0, 1, DropReason.REPLACED, "a later message with the same stamp replaced it")]
+    assert _details(r.add(0, 2)) == [(0, 1, DropReason.QUEUE_OVERFLOW, "more than 1 stamps queued")]
+    r = RclpyExactPolicy(2, 5)
+    r.add(1, 1)
+    r.add(1, 2)
+    assert _details(r.add(0, 2)) == [(1, 1, DropReason.NO_PARTNER, "older than an emitted set")]
+
+
+def test_synchronizer_passes_details_and_defaults():
+    sync = Synchronizer()
+    assert sync.mode == "approximate" and sync.queue_size == 10 and sync.slop_s == 0.05
+    assert sync.slop_ns == 50_000_000 and sync.policy == "optimal" and not sync.reject_late
+    pol = sync._policy
+    assert pol.age_penalty == 0.1 and pol.max_interval_ns == 50_000_000 and pol.lower_bounds == [0, 0]
+    assert ApproximateTimePolicy(2, 3).age_penalty == 0.1 and ApproximateTimePolicy(2, 3).lower_bounds == [0, 0]
+    assert make_policy("optimal", "approximate", 3, 7).max_interval_ns == 7  # inclusive by default
+    assert make_policy("optimal", "approximate", 3, 7).age_penalty == 0.1
+    assert Synchronizer(slop_s=None).slop_s is None and Synchronizer(slop_s=None)._policy.max_interval_ns is None
+    sync.push(frame("thermal", 0))
+    _, d = sync.push(frame("visible", S))
+    assert [(x.stream, x.stamp_ns, x.reason, x.detail) for x in d] == [
+        ("thermal", 0, DropReason.NO_PARTNER, f"no set within slop ({S} ns > 50000000 ns)")]
+    assert [(x.stream, x.stamp_ns, x.detail) for x in sync.flush()] == [("visible", S, "still queued at end of stream")]
+    r = sync.reject("thermal", 7.0, DropReason.DECODE_ERROR)
+    assert r.stamp_ns == 7 and type(r.stamp_ns) is int and r.detail == ""
+    with pytest.raises(ValueError, match=r"stream must be one of \('thermal', 'visible'\), got 'depth'"):
+        sync.reject("depth", 0, DropReason.DECODE_ERROR)
+    with pytest.raises(ValueError, match=r"^the rclpy policy needs a slop \(slop_s is None\)$"):
+        make_policy("rclpy", "approximate", 3, None)
+    with pytest.raises(ValueError, match=r"^a strict slop bound of 0 s pairs nothing; use slop_inclusive=True or "):
+        make_policy("optimal", "approximate", 3, 0, slop_inclusive=False)
+    with pytest.raises(ValueError, match=r"^inter_message_lower_bounds_ns needs one non-negative value per topic$"):
+        ApproximateTimePolicy(2, 3, inter_message_lower_bounds_ns=[1])
+
+
+def test_given_seq_is_kept_and_missing_seq_is_the_arrival_index():
+    sync = Synchronizer("exact")
+    sync.push(frame("thermal", 1))
+    f = Frame(stamp_ns=2, frame_id="t", image=_IMG, stream="thermal", seq=0)
+    sync.push(f)
+    assert f.seq == 0
+    g = frame("thermal", 3)
+    sync.push(g)
+    assert g.seq == 2
+
+
+def test_reject_late_remembers_64_stamps_by_default():
+    sync = Synchronizer("approximate", 100, None, reject_late=True)
+    for k in range(65):
+        sync.push(frame("thermal", k))
+    assert [x.reason for x in sync.push(frame("thermal", 0))[1]] == [DropReason.OUT_OF_ORDER]
+    assert [x.reason for x in sync.push(frame("thermal", 1))[1]] == [DropReason.DUPLICATE]
+
+
+def test_counters_as_dict_lists_reasons_in_name_order():
+    sync = Synchronizer()
+    for reason in (DropReason.UNFLUSHED, DropReason.DECODE_ERROR, DropReason.NO_PARTNER):
+        sync.reject("thermal", 0, reason)
+    assert list(sync.counters.as_dict()["dropped"]["thermal"]) == ["decode_error", "no_partner", "unflushed"]
+
+
+def test_pair_drops_keep_stream_detail_and_default():
+    t = Frame(stamp_ns=5, frame_id="t", image=_IMG)  # no stream set: the pair position names it
+    v = frame("visible", 6)
+    drops = pair_drops(Pair(t, v), DropReason.PIPELINE_ERROR, "boom")
+    assert [(d.stream, d.stamp_ns, d.reason, d.detail) for d in drops] == [
+        ("thermal", 5, DropReason.PIPELINE_ERROR, "boom"), ("visible", 6, DropReason.PIPELINE_ERROR, "boom")]
+    assert [d.detail for d in pair_drops(Pair(t, v), DropReason.SUPERSEDED)] == ["", ""]
 
 
 # ----------------------------------------------------------------------------- LatestPairSlot

@@ -220,18 +220,22 @@ def test_segmenter_loss_reaches_the_image_and_ignores_255() -> None:
 
 def test_fusers_and_class_map() -> None:
     from ivif_fusion.colour import luminance, recombine
-    from ivif_fusion.training.task import TaskTrainingError, class_map, make_fuser
+    from ivif_fusion.data.classes import ClassMap
+    from ivif_fusion.data.records import LayoutError
+    from ivif_fusion.tasks.inputs import InputError, make_fuser
 
     rng = np.random.default_rng(0)
     ir, vi = rng.random((6, 7), dtype=np.float32), rng.random((6, 7, 3), dtype=np.float32)
     np.testing.assert_array_equal(make_fuser("max")(ir, vi), recombine(np.maximum(ir, luminance(vi)), vi))
     np.testing.assert_array_equal(make_fuser("ir")(ir, vi), np.repeat(ir[..., None], 3, 2))
     np.testing.assert_array_equal(make_fuser("visible")(ir, vi), vi)
-    with pytest.raises(TaskTrainingError, match="backbone checkpoint"):
+    with pytest.raises(InputError, match="backbone checkpoint"):
         make_fuser("vfn", "/nonexistent/vfn.pt")
-    assert class_map(["person"], ["person", "bicycle", "car"], "LLVIP") == {0: 0}
-    with pytest.raises(TaskTrainingError, match="none of its classes"):
-        class_map(["dog"], ["person"], "X")
+    llvip = ClassMap.onto(["person"], ["person", "bicycle", "car"], "LLVIP")
+    assert llvip.target("person") == 0
+    assert ClassMap.onto(["person", "dog"], ["car", "person"]).target("dog") is None
+    with pytest.raises(LayoutError, match="none of its classes"):
+        ClassMap.onto(["dog"], ["person"], "X")
 
 
 def test_segmentation_training_says_there_are_no_labels(capsys: pytest.CaptureFixture) -> None:
@@ -268,10 +272,10 @@ def test_evaluate_tasks_table_with_extra_column(det: YoloDetector) -> None:
 
 def test_unknown_input_kind_is_a_clear_error(tmp_path) -> None:  # noqa: ANN001
     from ivif_fusion.models import checkpoint
-    from ivif_fusion.tasks.evaluation import EvalTasksError, input_from_checkpoint
+    from ivif_fusion.tasks.inputs import InputError, input_from_checkpoint
 
     p = checkpoint.save(tmp_path / "x.pt", "mystery", {}, {})
-    with pytest.raises(EvalTasksError, match="'mystery' checkpoint"):
+    with pytest.raises(InputError, match="'mystery' checkpoint"):
         input_from_checkpoint(p)
 
 
@@ -288,11 +292,11 @@ def msrs_root():  # noqa: ANN201
 
 def test_training_splits_never_contain_eval_pairs(msrs_root) -> None:  # noqa: ANN001
     from ivif_fusion.data.splits import frame_number
-    from ivif_fusion.training.task import labelled_pairs
+    from ivif_fusion.data.shared import labelled_pairs
 
-    _, train = labelled_pairs(msrs_root, "MSRS", "train")
-    _, val = labelled_pairs(msrs_root, "MSRS", "val")
-    _, ev = labelled_pairs(msrs_root, "MSRS", "eval")
+    train = [it.file for it in labelled_pairs(msrs_root, "MSRS", "train")[1]]
+    val = [it.file for it in labelled_pairs(msrs_root, "MSRS", "val")[1]]
+    ev = [it.file for it in labelled_pairs(msrs_root, "MSRS", "eval")[1]]
     assert len(ev) == 20 and ev[0] == "00004N.png" and ev[-1] == "00107D.png"
     assert min(frame_number(n) for n in train) > 130 and min(frame_number(n) for n in val) >= 1400
     assert not set(ev) & (set(train) | set(val))
@@ -301,21 +305,22 @@ def test_training_splits_never_contain_eval_pairs(msrs_root) -> None:  # noqa: A
 def test_shipped_detector_on_real_pairs(msrs_root) -> None:  # noqa: ANN001
     if not SHIPPED.is_file():
         pytest.skip(f"{SHIPPED} not shipped yet")
-    from ivif_fusion.training.task import boxes_xyxy, labelled_pairs, make_fuser
+    from ivif_fusion.data.shared import class_boxes, labelled_pairs
+    from ivif_fusion.tasks.inputs import make_fuser
 
     det = YoloDetector.from_checkpoint(SHIPPED)
     assert det.classes == ["person", "bicycle", "car"]
     meta = det.meta()
     assert meta["metrics"]["MSRS eval-20"]["images"] == 20
-    folder, names = labelled_pairs(msrs_root, "MSRS", "eval")
+    reader, items = labelled_pairs(msrs_root, "MSRS", "eval")
     fuse = make_fuser(meta["train_config"]["fusion"], meta["train_config"]["fusion_weights"])
-    samples = [folder.load(n) for n in names[:2]]
+    samples = [reader.load(it) for it in items[:2]]
     imgs = [fuse(s.ir, s.vi) for s in samples]
     out = det.predict(imgs)
     assert out == det.predict(imgs)
     for dets in out:
         assert all(0 <= d.x1 <= d.x2 <= 640 and 0 <= d.y1 <= d.y2 <= 480 for d in dets)
-    gts = [boxes_xyxy(msrs_root, "MSRS", n, 640, 480) for n in names[:2]]
+    gts = [class_boxes(reader.record(it)) for it in items[:2]]
     x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).requires_grad_(True)
     det.loss(x, gts).backward()
     assert x.grad.abs().sum().item() > 0

@@ -6,7 +6,8 @@ import torch
 
 from ivif_fusion.config import TrainFusionConfig
 from ivif_fusion.models import checkpoint
-from ivif_fusion.training.fusion import CropDataset, ShardedBatches, train
+from ivif_fusion.training.fusion import ShardedBatches, train
+from ivif_fusion.training.run import CropDataset
 
 
 def _images(n=4, h=40, w=48):
@@ -99,3 +100,47 @@ def test_train_fusion_cli_on_a_tiny_paired_folder(tmp_path, capsys):
     assert meta["pairs"] == 2 and meta["steps"] == 1 and meta["train_config"]["datasets"] == ["Tiny"]
     assert main(["train", "fusion", "--set", "epoch=1"]) == 1  # unknown key: one ERROR line, no traceback
     assert "did you mean 'epochs'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the shared training skeleton
+
+
+def test_cosine_lr_keeps_each_jobs_warmup():
+    import math
+
+    from ivif_fusion.training.run import cosine_lr, fusion_warmup, rsc_warmup
+
+    # backbone: 1000 steps -> 50 warm-up steps; RSC: 200 steps -> 20; VIFA: none
+    assert (fusion_warmup(1000), fusion_warmup(100), rsc_warmup(200), rsc_warmup(50)) == (50, 5, 20, 5)
+    assert cosine_lr(0, 1000, 1.0, 50) == pytest.approx(1 / 50)
+    assert cosine_lr(49, 1000, 1.0, 50) == pytest.approx(1.0)
+    assert cosine_lr(50, 1000, 1.0, 50) == pytest.approx(1.0)  # cosine starts at the top
+    # half-way through the cosine part: 0.05 + 0.95 * 0.5 = 0.525 of the base
+    assert cosine_lr(50 + 475, 1000, 2.0, 50) == pytest.approx(2 * 0.525)
+    assert cosine_lr(999, 1000, 1.0, 50) == pytest.approx(0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 949 / 950)))
+    # no warm-up (VIFA): step 0 is the base rate, the end approaches 5 %
+    assert cosine_lr(0, 150, 5e-4) == 5e-4
+    assert cosine_lr(75, 150, 1.0) == pytest.approx(0.525)
+    assert cosine_lr(150, 150, 1.0) == pytest.approx(0.05)
+
+
+def test_run_folder_log_and_meta(tmp_path):
+    import yaml
+
+    from ivif_fusion.config import TrainRSCConfig
+    from ivif_fusion.training.run import CsvLog, prepare_out, run_meta
+
+    cfg = TrainRSCConfig(out=str(tmp_path / "run"), seed=7)
+    out = prepare_out(cfg)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["seed"] == 7 and saved["out"] == str(tmp_path / "run") and saved["dataset"] == "MSRS"
+    log = CsvLog(out / "log.csv", ["step", "loss"])
+    log.row([1, "0.5"])
+    assert (out / "log.csv").read_text().splitlines() == ["step,loss", "1,0.5"]  # flushed before close
+    log.close()
+    again = CsvLog(out / "log.csv", ["step", "loss"], append=True)  # a resumed run adds rows, no second header
+    again.row([2, "0.4"])
+    again.close()
+    assert (out / "log.csv").read_text().splitlines() == ["step,loss", "1,0.5", "2,0.4"]
+    meta = run_meta(cfg, steps=3)
+    assert meta["steps"] == 3 and meta["train_config"]["seed"] == 7 and meta["command"].startswith("ivif")

@@ -250,3 +250,25 @@ def test_train_tiny_end_to_end_with_cache_and_fallback(tmp_path):
     m2 = load_vifa_model(path2)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, m2.state_dict()[k])
+
+
+def test_eval_input_gives_each_task_its_head(tmp_path):
+    from ivif_fusion.colour import luminance, recombine
+    from ivif_fusion.models.vifa import head_fuse_numpy
+    from ivif_fusion.tasks.inputs import INPUT_LOADERS, InputError, input_from_checkpoint
+
+    torch.manual_seed(0)
+    student = build_student(VFN(VFNConfig(depth=1)), ["detection", "fusion"])
+    with torch.no_grad():
+        student.heads["fusion"].bias.add_(0.2)  # the two heads now differ
+    path = save_vifa(tmp_path / "v.pt", student)
+    assert "vifa" in INPUT_LOADERS  # registered with the other loaders, no import of models.vifa needed
+    fuse = input_from_checkpoint(path)
+    rng = np.random.default_rng(1)
+    ir, vi = rng.random((24, 32), dtype=np.float32), rng.random((24, 32, 3), dtype=np.float32)
+    det, fus = fuse(ir, vi, "detection"), fuse(ir, vi, "fusion")
+    model = load_vifa_model(path)
+    np.testing.assert_allclose(det, recombine(head_fuse_numpy(model, ir, luminance(vi), "detection"), vi), atol=1e-6)
+    assert det.shape == (24, 32, 3) and not np.allclose(det, fus)
+    with pytest.raises(InputError, match="no head for task 'segmentation'"):
+        fuse(ir, vi, "segmentation")

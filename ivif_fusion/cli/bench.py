@@ -6,12 +6,14 @@ import argparse
 import sys
 
 COMMAND = ("bench",)
-HELP = "benchmark backbone torch vs ONNX Runtime and the 1/2/3-task pipeline (JSON + markdown in benchmarks/)"
+HELP = ("benchmark backbone torch vs ONNX Runtime (and vs a SeAFusion-architecture twin) and the 1/2/3-task "
+        "pipeline (JSON + markdown in benchmarks/)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", nargs="?", choices=("fusion", "pipeline", "all"), default="all",
-                   help="fusion: backbone torch vs ORT; pipeline: shared vs separate, 1-3 tasks; all: both")
+                   help="fusion: backbone torch vs ORT, and vs the SeAFusion twin; pipeline: shared vs separate, "
+                        "1-3 tasks; all: both")
     p.add_argument("--frames", type=int, default=30, help="timed frames per configuration (after warm-up)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up frames")
     p.add_argument("--size", default="640x480", help="input size WxH")
@@ -53,5 +55,12 @@ def run(args: argparse.Namespace) -> int:
     jpath, mpath, result = run_bench(opts, sections, progress, args.name or f"bench_{args.what}")
     for k, v in result["summary"].items():
         print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+    fusion = result.get("fusion")
+    if fusion:
+        ratio = fusion["ratio_backbone_over_seafusion_twin"]
+        print(f"backbone ORT {fusion['ort_backbone_ms']['median']:.1f} ms, SeAFusion twin ORT "
+              f"{fusion['ort_seafusion_twin_ms']['median']:.1f} ms (medians, {w}x{h}, {args.threads} threads): "
+              f"backbone/twin {ratio['median_of_per_frame']:.3f} (median of per-frame ratios, same run)")
+        print(f"load average (1/5/15 min): {fusion['loadavg']['start']} at start, {fusion['loadavg']['end']} at end")
     print(f"json: {jpath}\nmarkdown: {mpath}")
     return 0

@@ -44,7 +44,8 @@ def _fmt_hist(counter) -> str:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.readers import check, open_dataset
+    from ..data.check import check
+    from ..data.readers import open_dataset
 
     root = _resolve_root(args.root)
     reader = open_dataset(root, args.layout, splits=args.split, label_set=args.label_set, class_map=args.class_map,
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         dropped = sum(st.source_classes.values()) - st.boxes
         if dropped > 0:
             print(f"    dataset classes before the map: {_fmt_hist(st.source_classes)} ({dropped} dropped)")
-    if reader.items and reader._mask_dir(reader.items[0]) is not None:
+    if reader.items and reader.mask_dir(reader.items[0]) is not None:
         print(f"segmentation masks: {rep.masks}")
     for w in rep.warnings:
         print(f"WARNING: {w}")

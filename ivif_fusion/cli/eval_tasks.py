@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from ..models.checkpoint import CheckpointError
     from ..paths import require_data_root, resolve
     from ..tasks import load_task
-    from ..tasks.evaluation import (EvalTasksError, evaluate_tasks, input_from_checkpoint, msrs_eval_set,
-                                    standard_inputs, write_results)
+    from ..tasks.evaluation import EvalTasksError, evaluate_tasks, msrs_eval_set, write_results
+    from ..tasks.inputs import input_from_checkpoint, standard_inputs
 
     specs = args.task or [("detection", "models/yolo_det_msrs.pt")]
     tasks = {}
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     notes.append("Command: `ivif " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "` (raw numbers: "
                  f"{args.json}). Add a task-customized column with `--input NAME=CKPT` (kinds: "
-                 "vfn, rsc, or any registered with ivif_fusion.tasks.evaluation.register_input_loader).")
+                 "vfn, rsc, vifa, or any registered with ivif_fusion.tasks.inputs.register_input_loader).")
     notes.append("Pixel-max fused: max of IR and visible Y with the visible colour. Generic fused: the VFN backbone "
                  f"({args.backbone}) Y with the visible colour.")
     results = write_results(

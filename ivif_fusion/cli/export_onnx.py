@@ -26,14 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_runtime
     from ..paths import resolve
-    from ..runtime.export import export_onnx, export_task_onnx, fusion_graph_from_config
+    from ..runtime.onnx_export import export_onnx, export_task_onnx
+    from ..runtime.pipeline import build_fusion_graph
 
     cfg = load_runtime(args.config, parse_sets(args.set))
     pc = cfg.pipeline
-    graph, files = fusion_graph_from_config(pc)
+    fusion = build_fusion_graph(pc)
     out = resolve(args.out) if args.out else resolve(pc.onnx_dir)
-    res = export_onnx(graph, out, source_files=files, opset=args.opset, slim=not args.no_slim,
-                      verify=not args.no_verify)
+    res = export_onnx(fusion.graph, out, source_files=[str(fusion.weights_file)], opset=args.opset,
+                      slim=not args.no_slim, verify=not args.no_verify)
     print(f"heads: {', '.join(res.head_names)}")
     print(f"weights sha256: {res.weights_sha256}")
     if res.parity:

@@ -27,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_runtime
     from ..paths import resolve
-    from ..runtime.export import ONNX_NAME, Profile, ensure_engine
+    from ..runtime.engine_cache import Profile
+    from ..runtime.graph_check import ONNX_NAME
+    from ..runtime.tensorrt_engine import ensure_engine
 
     cfg = load_runtime(args.config, parse_sets(args.set))
     onnx_path = resolve(args.onnx) if args.onnx else resolve(cfg.pipeline.onnx_dir) / ONNX_NAME

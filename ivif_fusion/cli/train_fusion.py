@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-
-from ._common import add_training_arguments, run_training
+from ._common import training_verb
 
 COMMAND = ("train", "fusion")
 HELP = "train the VFN fusion backbone without labels (intensity + gradient loss)"
 
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_training_arguments(p, "train_fusion.yaml", resume=True)
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..config import TrainFusionConfig
-    from ..training.fusion import train
-
-    return run_training(args, TrainFusionConfig, train)
+add_arguments, run = training_verb("train_fusion.yaml", "TrainFusionConfig", "fusion", resume=True)

@@ -29,20 +29,20 @@ def save(path: str | os.PathLike, kind: str, config: dict, state_dict: dict, met
     """Write atomically (tmp file + rename) so a crash never leaves a half checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, "kind": kind, "config": _plain(config),
-               "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": _plain(meta or {}), **extra}
+    payload = {"format": FORMAT, "version": VERSION, "kind": kind, "config": plain(config),
+               "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": plain(meta or {}), **extra}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
     """Config/metadata reduced to plain Python types, so weights-only loading accepts it."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if obj is None or isinstance(obj, (bool, int, float, str)) and type(obj) in (bool, int, float, str):
         return obj
     if isinstance(obj, torch.Tensor):

@@ -1,4 +1,4 @@
-"""RSC: task-customization of the VFN encoder features (the CLDyN seed, with its defects fixed).
+"""RSC: task-customization of the VFN encoder features (after the CLDyN seed).
 
 Where it sits: ``VFN.encode(ir, y) -> (f_ir, f_vi)`` runs once per pair; for each task,
 ``RSC`` returns customized ``(f_ir', f_vi')`` and the backbone's own ``fuse`` + ``decode`` turn
@@ -19,12 +19,12 @@ Structure (docs/rsc.md has the full description and the cost budget):
   (``[t, i, t*i]`` through an MLP) into one query per branch. Query-key similarities over the
   bank's keys give the basis weights; the weighted sum of the bases is the branch's dynamic
   kernel for that sample.
-- **Selection** (fix 2): softmax over the bases (soft selection, exact gradients); optionally a
+- **Selection**: softmax over the bases (soft selection, exact gradients); optionally a
   hard top-k forward with a straight-through softmax gradient (``top_k > 0``). Either way every
   basis, key and query parameter receives gradient.
-- **Noise** (fix 1): Gumbel noise on the selection logits only in training mode (``gumbel``);
+- **Noise**: Gumbel noise on the selection logits only in training mode (``gumbel``);
   eval mode is deterministic.
-- **Cost** (fix 3): kernels are assembled from pooled (N, .) descriptors, so the only
+- **Cost**: kernels are assembled from pooled (N, .) descriptors, so the only
   full-resolution work is M dynamic C->C convs per modality, run as ONE grouped conv per branch
   over the whole batch and both modalities ((2N, C, H, W) -> (1, 2NC, H, W), groups = 2N).
 - **Output**: ``f' = f + gamma * mean_m LeakyReLU(conv_m(f))`` with a per-channel ``gamma``

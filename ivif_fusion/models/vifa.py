@@ -161,31 +161,12 @@ def model_card(path: str | os.PathLike, title: str | None = None, results: str =
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------- evaluation input
+# ---------------------------------------------------------------------- inference on one pair
 
 
-def _vifa_input_loader(path: Path, backbone: Path | None):  # noqa: ANN202, ARG001 - the checkpoint holds its backbone
-    """``ivif eval tasks`` input: each task's head output recombined with the visible colour."""
-    from ..colour import luminance, recombine
-    from ..tasks.evaluation import EvalTasksError
-
-    model = load_vifa_model(path)
-
-    @torch.inference_mode()
-    def fuse(ir: np.ndarray, vi: np.ndarray, task: str) -> np.ndarray:
-        if task not in model.heads:
-            raise EvalTasksError(f"VIFA {path} has no head for task '{task}' (it has {list(model.heads)})")
-        t_ir = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32))[None, None]
-        t_y = torch.from_numpy(np.ascontiguousarray(luminance(vi), dtype=np.float32))[None, None]
-        fy = model.head(task, model.backbone.shared_features(t_ir, t_y))[0, 0].numpy()
-        return recombine(fy, vi)
-
-    return fuse
-
-
-try:
-    from ..tasks.evaluation import register_input_loader
-
-    register_input_loader(KIND, _vifa_input_loader)
-except ImportError:  # pragma: no cover - evaluation module absent
-    pass
+@torch.inference_mode()
+def head_fuse_numpy(model: MultiHeadFusion, thermal: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
+    """Fused Y (H, W) float32 of ``task``'s head for one pair: thermal (H, W) and visible Y (H, W) in 0..1."""
+    t_thermal = torch.from_numpy(np.ascontiguousarray(thermal, dtype=np.float32))[None, None]
+    t_y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None]
+    return model.head(task, model.backbone.shared_features(t_thermal, t_y))[0, 0].numpy()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -24,9 +25,11 @@ from ..errors import UserError
 from ..imageops import fit_max_side, to_uint8
 from ..models import checkpoint
 from ..models.heads import GENERIC, MultiHeadFusion
+from ..models.rsc import load_customized
+from ..models.vifa import load_vifa
 from ..paths import resolve
-from . import backends
 from ..types import Pair, Result, TaskOutput
+from . import backends
 
 log = logging.getLogger("ivif_fusion.pipeline")
 
@@ -47,23 +50,37 @@ class _TaskPlan:
     network: object = None    # task adapter (detection / segmentation) or None
 
 
-def _load_fusion(pc: PipelineConfig, tasks: list[TaskConfig]) -> tuple[MultiHeadFusion, dict[str, str]]:
-    """Backbone + heads for the configured tasks; returns the graph and task -> head name."""
+@dataclass
+class FusionGraph:
+    """The deployment graph a pipeline config asks for, how tasks map to its heads, and its weights file."""
+
+    graph: MultiHeadFusion
+    task_head: dict[str, str]  # task -> head name, for every task not customized by RSC
+    weights_file: Path         # the checkpoint the backbone (and VIFA heads) came from
+
+
+def build_fusion_graph(pc: PipelineConfig) -> FusionGraph:
+    """Backbone + heads for the configured tasks: what the pipeline runs and ``ivif export onnx`` exports.
+
+    VIFA tasks read the backbone and their own heads from ``pc.vifa_weights``; otherwise the
+    backbone comes from ``pc.backbone_weights``. Generic tasks share the backbone's own head.
+    """
+    tasks = pc.task_configs()
     vifa_tasks = [t.name for t in tasks if t.customization == "vifa"]
     heads: dict = {}
     if vifa_tasks:
         if not pc.vifa_weights:
             raise PipelineConfigError(f"tasks {vifa_tasks} use customization 'vifa' but pipeline.vifa_weights is empty")
-        from ..models.vifa import load_vifa  # written with the VIFA issue
-
-        backbone, all_heads = load_vifa(resolve(pc.vifa_weights))
+        weights_file = resolve(pc.vifa_weights)
+        backbone, all_heads = load_vifa(weights_file)
         missing = [t for t in vifa_tasks if t not in all_heads]
         if missing:
             raise PipelineConfigError(f"VIFA checkpoint {pc.vifa_weights} has no head for task(s) {missing}; "
                                       f"it has {sorted(all_heads)}")
         heads = {t: all_heads[t] for t in vifa_tasks}
     else:
-        backbone = checkpoint.load_vfn(resolve(pc.backbone_weights))
+        weights_file = resolve(pc.backbone_weights)
+        backbone = checkpoint.load_vfn(weights_file)
     task_head = {}
     for t in tasks:
         if t.customization == "vifa":
@@ -71,7 +88,7 @@ def _load_fusion(pc: PipelineConfig, tasks: list[TaskConfig]) -> tuple[MultiHead
         elif t.customization == "generic":
             task_head[t.name] = GENERIC
     names = list(dict.fromkeys(task_head.values())) or [GENERIC]
-    return MultiHeadFusion(backbone, heads, head_names=names), task_head
+    return FusionGraph(MultiHeadFusion(backbone, heads, head_names=names), task_head, weights_file)
 
 
 def _load_task_network(t: TaskConfig, device: str):  # noqa: ANN202
@@ -80,14 +97,12 @@ def _load_task_network(t: TaskConfig, device: str):  # noqa: ANN202
 
     net = load_task(resolve(t.weights), device)
     expected = {"detection": "task-detection", "segmentation": "task-segmentation"}[t.kind]
-    kind = getattr(net, "KIND", expected)
-    if kind != expected:
-        raise PipelineConfigError(f"task '{t.name}' is a {t.kind} task but {t.weights} holds a '{kind}' network")
-    cfg = getattr(net, "cfg", None)
-    if t.kind == "detection" and cfg is not None:
-        cfg.score_threshold, cfg.iou_threshold = t.score_threshold, t.iou_threshold
+    if net.KIND != expected:
+        raise PipelineConfigError(f"task '{t.name}' is a {t.kind} task but {t.weights} holds a '{net.KIND}' network")
+    if t.kind == "detection":
+        net.cfg.score_threshold, net.cfg.iou_threshold = t.score_threshold, t.iou_threshold
         if t.image_size:
-            cfg.imgsz = t.image_size
+            net.cfg.imgsz = t.image_size
     if t.classes and list(t.classes) != list(net.classes):
         raise PipelineConfigError(f"task '{t.name}': configured classes {list(t.classes)} differ from the network's "
                                   f"{list(net.classes)} ({t.weights})")
@@ -111,7 +126,8 @@ class Pipeline:
             raise PipelineConfigError("pipeline.tasks is empty: configure at least one task")
         if len(set(names)) != len(names):
             raise PipelineConfigError(f"task names must be unique, got {names}")
-        self.graph, task_head = _load_fusion(pc, tasks)
+        fusion = build_fusion_graph(pc)
+        self.graph = fusion.graph
         self.backend_notes: list[str] = []
         self.backend = backends.select(list(pc.backends), self.graph, pc, self.backend_notes)
         self.rsc = None
@@ -124,7 +140,7 @@ class Pipeline:
                 if not t.weights:
                     raise PipelineConfigError(f"task '{t.name}' of kind '{t.kind}' needs 'weights' (a task network)")
                 net = _load_task_network(t, pc.device)
-            self.plans.append(_TaskPlan(t, task_head.get(t.name), t.customization == "rsc", net))
+            self.plans.append(_TaskPlan(t, fusion.task_head.get(t.name), t.customization == "rsc", net))
         log.info("pipeline: backend=%s tasks=%s", self.backend.name, names)
 
     @classmethod
@@ -141,8 +157,6 @@ class Pipeline:
     def _load_rsc(self, pc: PipelineConfig, rsc_tasks: list[str]):  # noqa: ANN202
         if not pc.rsc_weights:
             raise PipelineConfigError(f"tasks {rsc_tasks} use customization 'rsc' but pipeline.rsc_weights is empty")
-        from ..models.rsc import load_customized  # written with the RSC issue
-
         model = load_customized(resolve(pc.rsc_weights), self.graph.backbone)
         missing = [t for t in rsc_tasks if t not in model.tasks]
         if missing:

@@ -5,16 +5,10 @@
 
 from __future__ import annotations
 
-from .base import TaskAdapter, TaskInputError, as_batch, load_task
+from .base import TaskAdapter, TaskInputError, as_batch
 from .detection import DetectorConfig, YoloDetector
+from .loading import ADAPTERS, load_task
+from .segmentation import SegmenterConfig, SmallSegmenter
 
-ADAPTERS: dict[str, type[TaskAdapter]] = {YoloDetector.KIND: YoloDetector}
-
-try:  # segmentation is optional until its module lands
-    from .segmentation import SegmenterConfig, SmallSegmenter
-
-    ADAPTERS[SmallSegmenter.KIND] = SmallSegmenter
-except ImportError:  # pragma: no cover
-    pass
-
-__all__ = ["ADAPTERS", "DetectorConfig", "TaskAdapter", "TaskInputError", "YoloDetector", "as_batch", "load_task"]
+__all__ = ["ADAPTERS", "DetectorConfig", "SegmenterConfig", "SmallSegmenter", "TaskAdapter", "TaskInputError",
+           "YoloDetector", "as_batch", "load_task"]

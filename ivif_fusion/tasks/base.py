@@ -158,15 +158,3 @@ class TaskAdapter(ABC):
     @abstractmethod
     def from_config_dict(cls, d: dict) -> TaskAdapter:
         """A randomly initialised adapter from its config dict."""
-
-
-def load_task(path: str | os.PathLike, device: str = "cpu") -> TaskAdapter:
-    """Load any task checkpoint, choosing the adapter from the checkpoint's kind."""
-    from ..models import checkpoint
-    from . import ADAPTERS
-
-    kind = checkpoint.load(path).get("kind")
-    if kind not in ADAPTERS:
-        raise checkpoint.CheckpointError(f"{path} holds a '{kind}' model, not a task network "
-                                         f"(expected one of {sorted(ADAPTERS)})")
-    return ADAPTERS[kind].from_checkpoint(path, device)

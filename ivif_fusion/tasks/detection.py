@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from ..models.checkpoint import plain
 from ..types import Detection
 from .base import TaskAdapter, TaskInputError, as_batch
 
@@ -83,16 +84,8 @@ def build_yolo(cfg: DetectorConfig) -> torch.nn.Module:
         model = DetectionModel(spec, ch=3, nc=nc, verbose=False)
     model.names = dict(enumerate(cfg.classes))
     model.args = get_cfg()  # loss gains (box 7.5, cls 0.5, dfl 1.5) read by the criterion
-    cfg.model_yaml = _plain_yaml(model.yaml)
+    cfg.model_yaml = plain(model.yaml)
     return model
-
-
-def _plain_yaml(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {str(k): _plain_yaml(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_plain_yaml(v) for v in d]
-    return d if d is None or isinstance(d, (bool, int, float, str)) else str(d)
 
 
 @dataclass

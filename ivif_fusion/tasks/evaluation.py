@@ -1,14 +1,10 @@
 """Task networks on different inputs of the same pairs: IR only, visible only, fused variants.
 
-An *input* is a function ``f(ir (H, W), vi (H, W, 3), task_name) -> (H, W, 3)`` float32 RGB 0..1;
-the task name lets task-customized fusion (RSC, VIFA) give each task its own image. Columns are
-added by passing more inputs: :func:`standard_inputs` gives IR-only, visible-only and generic
-fused; :func:`input_from_checkpoint` turns a checkpoint into an input, choosing a loader from the
-checkpoint's kind in :data:`INPUT_LOADERS` (``vfn`` is built in; RSC / VIFA modules register theirs
-with :func:`register_input_loader`).
-
-For every (task, input) the task metric (detection: pycocotools mAP50, mAP50-95; segmentation:
-mIoU) is computed together with the mean fusion metrics of that input against the sources.
+Inputs are functions ``f(ir, vi, task) -> RGB`` (:mod:`ivif_fusion.tasks.inputs`); columns are
+added by passing more of them. For every (task, input) the task metric (detection: pycocotools
+mAP50, mAP50-95; segmentation: mIoU) is computed together with the mean fusion metrics of that
+input against the sources. Pairs and boxes come from the data layer
+(:func:`ivif_fusion.data.shared.labelled_pairs`).
 """
 
 from __future__ import annotations
@@ -17,90 +13,20 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..data.shared import class_boxes, labelled_pairs
 from ..errors import UserError
-
-InputFn = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
-#: kind of a checkpoint -> loader(path, backbone_path) -> InputFn
-INPUT_LOADERS: dict[str, Callable[[Path, Path | None], InputFn]] = {}
+from .inputs import InputFn
 
 
 class EvalTasksError(UserError):
-    """The evaluation request cannot be served (missing weights, no labels, bad input spec)."""
-
-
-def register_input_loader(kind: str, loader: Callable[[Path, Path | None], InputFn]) -> None:
-    """Let ``ivif eval tasks --input NAME=CKPT`` build an input from checkpoints of ``kind``."""
-    INPUT_LOADERS[kind] = loader
-
-
-def _vfn_loader(path: Path, backbone: Path | None) -> InputFn:  # noqa: ARG001 - the checkpoint is the backbone
-    from ..training.task import make_fuser
-
-    fuse = make_fuser("vfn", path)
-    return lambda ir, vi, task: fuse(ir, vi)
-
-
-def _rsc_loader(path: Path, backbone: Path | None) -> InputFn:
-    """Task-customized fusion: backbone + RSC; the task's fused Y recombined with the visible colour."""
-    from ..colour import luminance, recombine
-    from ..models.checkpoint import load_vfn
-    from ..models.rsc import load_customized
-
-    if backbone is None or not Path(backbone).is_file():
-        raise EvalTasksError(f"RSC input {path} needs the backbone it customizes (--backbone), got {backbone}")
-    net = load_customized(path, load_vfn(backbone))
-
-    def fuse(ir: np.ndarray, vi: np.ndarray, task: str) -> np.ndarray:
-        if task not in net.tasks:
-            raise EvalTasksError(f"RSC {path} has no branch for task '{task}' (it has {list(net.tasks)})")
-        return recombine(net.fuse_numpy(ir, luminance(vi), task), vi)
-
-    return fuse
-
-
-register_input_loader("vfn", _vfn_loader)
-register_input_loader("rsc", _rsc_loader)
-
-
-def input_from_checkpoint(path: str | os.PathLike, backbone: str | os.PathLike | None = None) -> InputFn:
-    """An input function from a checkpoint, by its kind (see :data:`INPUT_LOADERS`)."""
-    from ..models import checkpoint
-
-    p = Path(path)
-    kind = checkpoint.load(p).get("kind")
-    if kind not in INPUT_LOADERS:
-        # modules that know how to fuse with their checkpoints register on import
-        for mod in ("ivif_fusion.models.rsc", "ivif_fusion.models.heads", "ivif_fusion.models.vifa"):
-            try:
-                __import__(mod)
-            except ImportError:
-                pass
-    if kind not in INPUT_LOADERS:
-        raise EvalTasksError(f"{p} holds a '{kind}' checkpoint and no input loader is registered for it "
-                             f"(known: {sorted(INPUT_LOADERS)}); pass a callable to evaluate_tasks instead")
-    return INPUT_LOADERS[kind](p, Path(backbone) if backbone else None)
-
-
-def standard_inputs(backbone: str | os.PathLike | None) -> dict[str, InputFn]:
-    """IR only, visible only, pixel-max fused and (when ``backbone`` is given) the generic VFN-fused image."""
-    from ..training.task import make_fuser
-
-    ir_fn, vi_fn = make_fuser("ir"), make_fuser("visible")
-    inputs: dict[str, InputFn] = {"IR only": lambda ir, vi, t: ir_fn(ir, vi),
-                                  "visible only": lambda ir, vi, t: vi_fn(ir, vi)}
-    mx = make_fuser("max")
-    inputs["pixel-max fused"] = lambda ir, vi, t: mx(ir, vi)  # rule baseline (and the detector's training domain)
-    if backbone is not None:
-        fuse = make_fuser("vfn", backbone)
-        inputs["generic fused (VFN)"] = lambda ir, vi, t: fuse(ir, vi)
-    return inputs
+    """The evaluation request cannot be served (no labels, no task with ground truth, bad input image)."""
 
 
 @dataclass
@@ -117,18 +43,16 @@ class EvalSet:
 def msrs_eval_set(root: Path, classes: Sequence[str], split: str = "eval", label_set: str = "fusion",
                   task: str = "detection") -> EvalSet:
     """MSRS pairs of ``split`` with boxes of ``label_set`` mapped to ``classes`` (by name)."""
-    from ..training.task import _dataset_classes, boxes_xyxy, class_map, labelled_pairs
-
-    folder, names = labelled_pairs(root, "MSRS", split, label_set)
-    if not names:
+    reader, items = labelled_pairs(root, "MSRS", split, label_set, classes)
+    if not items:
         raise EvalTasksError(f"no labelled MSRS pairs in split '{split}' under {root}")
-    cmap = class_map(_dataset_classes(root, "MSRS"), list(classes), "MSRS")
     irs, vis, gts = [], [], []
-    for n in names:
-        s = folder.load(n)
+    for it in items:
+        s = reader.load(it)
         irs.append(s.ir)
         vis.append(s.vi)
-        gts.append(boxes_xyxy(root, "MSRS", n, s.ir.shape[1], s.ir.shape[0], label_set, cmap))
+        gts.append(class_boxes(reader.record(it)))
+    names = [it.file for it in items]
     label = "MSRS eval-20" if split == "eval" and len(names) == 20 else f"MSRS {split}"
     return EvalSet(label, names, irs, vis, {task: gts})
 

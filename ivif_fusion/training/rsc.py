@@ -13,7 +13,7 @@ Per step, on a batch of full-resolution crops with their boxes:
    batch, or the previous step's loss), plus, when ``w_guard > 0``, the fidelity guard
    ``w_guard * sum_m ReLU(drop of metric m vs the generic image - guard_budget)`` over
    ``guard_metrics`` (VIF, Qabf; :func:`ivif_fusion.losses.fidelity_guard`);
-4. CAGrad (:mod:`ivif_fusion.mtl`) combines the per-task gradients of the RSC parameters; Adam steps.
+4. CAGrad (:mod:`ivif_fusion.cagrad`) combines the per-task gradients of the RSC parameters; Adam steps.
 
 Cross-fitting (a task entry with ``cross_fit: [net_0, ..., net_{n-1}]``): step s draws its crops
 from fold ``s % n`` only (:func:`ivif_fusion.data.splits.cross_fit_fold`), and that fold's task
@@ -31,10 +31,6 @@ Outputs in ``cfg.out``: ``rsc.pt`` (kind 'rsc', RSC + backbone configs, metadata
 
 from __future__ import annotations
 
-import csv
-import math
-import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,19 +38,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
-from .. import __version__
 from ..colour import rgb_to_ycbcr, ycbcr_to_rgb_t
-from ..config import TrainRSCConfig, to_dict
+from ..config import TrainRSCConfig
+from ..data.shared import class_boxes, open_shared, split_items
 from ..data.splits import cross_fit_fold
 from ..errors import UserError
 from ..losses import GUARD_METRICS, fidelity_guard, guard_reference, rsc_task_loss
 from ..metrics.fusion import MIN_SIDE
 from ..models import checkpoint
 from ..models.rsc import RSC, CustomizedFusion, pool_descriptor, save_rsc
-from ..mtl import CAGrad
+from ..cagrad import CAGrad
 from ..paths import require_data_root, resolve
+from .run import CsvLog, cosine_lr, prepare_out, rsc_warmup, run_meta, seed_everything
 
 
 class RSCTrainingError(UserError):
@@ -73,28 +69,24 @@ class LabelledPair:
 
 def load_labelled_pairs(cfg: TrainRSCConfig, progress: bool = True, split: str | None = None) -> list[LabelledPair]:
     """Training pairs (MSRS: train frame range only) with their boxes from ``labels_det/<label_set>``;
-    ``split`` names another MSRS range instead (e.g. 'val', for diagnostics)."""
+    ``split`` names another MSRS range instead (e.g. 'val', for diagnostics). Every pair needs a label file."""
     from tqdm import tqdm
 
-    from ..data.labels import read_yolo, yolo_to_xyxy
-    from ..data.paired import PairedFolder
-    from ..data.splits import msrs_split, training_names
     from ..imageops import to_uint8
 
-    root = require_data_root(cfg.data_root or None) / cfg.dataset
-    labels = root / "labels_det" / cfg.label_set
-    if not labels.is_dir():
-        raise RSCTrainingError(f"no box labels at {labels}: RSC training needs a labelled dataset")
-    folder = PairedFolder(root, strict=False)
-    names = training_names(cfg.dataset, folder.names) if split is None else msrs_split(folder.names, split)
+    root = require_data_root(cfg.data_root or None)
+    reader = open_shared(root, cfg.dataset, label_set=cfg.label_set)
+    if cfg.label_set not in reader.label_sets:
+        raise RSCTrainingError(f"no box labels at {reader.root / 'labels_det' / cfg.label_set}: RSC training needs "
+                               "a labelled dataset")
     pairs = []
-    for n in tqdm(names, desc="loading pairs", disable=not progress, unit="pair"):
-        s = folder.load(n)
-        h, w = s.ir.shape
-        boxes = yolo_to_xyxy(read_yolo(labels / (Path(n).stem + ".txt")), w, h)
-        pairs.append(LabelledPair(n, to_uint8(s.ir), to_uint8(rgb_to_ycbcr(s.vi)), boxes.astype(np.float32)))
+    for it in tqdm(split_items(reader, cfg.dataset, split or "train"), desc="loading pairs", disable=not progress,
+                   unit="pair"):
+        s = reader.load(it)
+        boxes = class_boxes(reader.record(it))
+        pairs.append(LabelledPair(it.file, to_uint8(s.ir), to_uint8(rgb_to_ycbcr(s.vi)), boxes))
     if not pairs:
-        raise RSCTrainingError(f"no training pairs in {root}")
+        raise RSCTrainingError(f"no training pairs in {reader.root}")
     return pairs
 
 
@@ -154,14 +146,6 @@ def to_rgb(fused_y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     return ycbcr_to_rgb_t(torch.cat([fused_y, cbcr], 1))
 
 
-def _lr(step: int, total: int, base: float) -> float:
-    warm = min(20, total // 10)
-    if step < warm:
-        return base * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def _task_imgsz(adapter: Any, crop: int, full_side: int) -> int | None:
     """Detector input size for crops so objects keep their full-frame scale (None: adapter has no imgsz)."""
     cfg = getattr(adapter, "cfg", None)
@@ -218,8 +202,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
     """
     from tqdm import tqdm
 
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg)
     device = torch.device(cfg.device)
     if cfg.crop % 32:
         raise RSCTrainingError(f"crop {cfg.crop} must be a multiple of 32")
@@ -273,11 +256,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
     opt = torch.optim.Adam(rsc.parameters(), lr=cfg.lr)
     mtl = CAGrad(rsc.parameters(), cfg.cagrad_c, cfg.cagrad_rescale)
 
-    out = resolve(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    log_f = open(out / "log.csv", "w", newline="")
-    log = csv.writer(log_f)
+    out = prepare_out(cfg)
     guarded = list(cfg.guard_metrics) if cfg.w_guard > 0 else []
     bad = [m for m in guarded if m not in GUARD_METRICS]
     if bad:
@@ -286,12 +265,13 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
         raise RSCTrainingError(f"the fidelity guard needs crops of at least {MIN_SIDE} pixels (VIF's four scales), "
                                f"got crop {cfg.crop}")
     cols = ["task", "ref", "reward_punishment", "fidelity"] + [f"{m.lower()}_drop" for m in guarded] + ["total"]
-    log.writerow(["step", "lr"] + [f"{t}_{c}" for t in task_names for c in cols]
+    log = CsvLog(out / "log.csv", ["step", "lr"] + [f"{t}_{c}" for t in task_names for c in cols]
                  + ["grad_norm", "min_task_cos", "seconds"])
 
     saved_imgsz = [(ad, getattr(getattr(ad, "cfg", None), "imgsz", None)) for _, ad in every]
     train_imgsz = {t: _task_imgsz(ad, cfg.crop, full_side) for t, ad in adapters.items()}
     rng = np.random.default_rng([cfg.seed, 99])
+    warmup = rsc_warmup(cfg.steps)
     prev: dict[str, torch.Tensor | None] = {t: None for t in task_names}
     t0 = time.time()
     bar = tqdm(total=cfg.steps, desc="train rsc", disable=not progress, unit="step")
@@ -306,7 +286,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
             fold = step % len(pools)
             b = sample_batch(pools[fold], cfg.crop, cfg.batch_size, cfg.seed, step, cfg.min_visible)
             ir, y, cbcr = b["ir"].to(device), b["y"].to(device), b["cbcr"].to(device)
-            lr = _lr(step, cfg.steps, cfg.lr)
+            lr = cosine_lr(step, cfg.steps, cfg.lr, warmup)
             for g in opt.param_groups:
                 g["lr"] = lr
             with torch.no_grad():
@@ -343,9 +323,8 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
             info = mtl.backward(losses)
             opt.step()
             history.append({f"{t}_{c}": row[t][c] for t in task_names for c in cols})
-            log.writerow([step + 1, f"{lr:.6g}"] + [f"{row[t][c]:.6f}" for t in task_names for c in cols]
-                         + [f"{info['grad_norm']:.6g}", f"{info['min_task_cos']:.4f}", f"{time.time() - t0:.1f}"])
-            log_f.flush()
+            log.row([step + 1, f"{lr:.6g}"] + [f"{row[t][c]:.6f}" for t in task_names for c in cols]
+                    + [f"{info['grad_norm']:.6g}", f"{info['min_task_cos']:.4f}", f"{time.time() - t0:.1f}"])
             bar.update(1)
             first = task_names[0]
             bar.set_postfix(task=f"{row[first]['task']:.3f}", ref=f"{row[first]['ref']:.3f}")
@@ -353,26 +332,16 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
                 break  # time budget spent: save what was learned (the log says how far it got)
     finally:
         bar.close()
-        log_f.close()
+        log.close()
         for ad, size in saved_imgsz:
             if size is not None:
                 ad.cfg.imgsz = size
     rsc.eval()
     last = history[-min(50, len(history)):]
     summary = {k: round(float(np.nanmean([h[k] for h in last])), 6) for k in history[-1]}
-    meta = {
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "train_config": to_dict(cfg),
-        "pairs": len(pairs),
-        "pair_names_head": [p.name for p in pairs[:5]],
-        "steps": len(history),
-        "seconds": round(time.time() - t0, 1),
-        "task_imgsz_during_training": train_imgsz,
-        "cross_fit_folds": folds,
-        "last50_mean": summary,
-        "sources": {k: {"path": v, "sha256": checkpoint.file_sha256(v)} for k, v in sources.items()},
-        "ivif_fusion": __version__,
-        "torch": torch.__version__,
-    }
+    meta = run_meta(cfg, pairs=len(pairs), pair_names_head=[p.name for p in pairs[:5]], steps=len(history),
+                    seconds=round(time.time() - t0, 1), task_imgsz_during_training=train_imgsz,
+                    cross_fit_folds=folds, last50_mean=summary,
+                    sources={k: {"path": v, "sha256": checkpoint.file_sha256(v)} for k, v in sources.items()})
     path = save_rsc(out / "rsc.pt", rsc, backbone.cfg, meta)
     return path

@@ -19,119 +19,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from ..colour import luminance, recombine
-from ..config import TrainTaskConfig, to_dict
-from ..data.labels import read_classes, read_yolo, yolo_to_xyxy
-from ..data.paired import PairedFolder
-from ..data.splits import cross_fit_fold, msrs_split, parse_fold
+from ..config import TrainTaskConfig
+from ..data.shared import class_boxes, labelled, labelled_pairs, open_shared, split_items
+from ..data.splits import cross_fit_fold, parse_fold
 from ..errors import UserError
 from ..paths import require_data_root, resolve
-
-FUSION_MODES = ("vfn", "max", "visible", "ir")
+from ..tasks.inputs import make_fuser
+from .run import prepare_out, run_meta, set_threads
 
 
 class TaskTrainingError(UserError):
     """The task-training request cannot be served with this data/config."""
 
 
-# --------------------------------------------------------------------------- fused inputs
-
-
-def make_fuser(mode: str, weights: str | Path = "models/vfn_msrs.pt",
-               device: str = "cpu") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``f(ir (H, W), vi (H, W, 3)) -> (H, W, 3)`` float32 RGB 0..1 for a fusion mode.
-
-    ``max``: pixel-wise max of IR and visible Y, recombined with the visible colour;
-    ``vfn``: the VFN backbone's fused Y recombined with the visible colour;
-    ``visible`` / ``ir``: one modality only (IR as grey RGB).
-    """
-    if mode == "visible":
-        return lambda ir, vi: vi.astype(np.float32)
-    if mode == "ir":
-        return lambda ir, vi: np.repeat(ir[..., None], 3, axis=2).astype(np.float32)
-    if mode == "max":
-        return lambda ir, vi: recombine(np.maximum(ir, luminance(vi)), vi)
-    if mode == "vfn":
-        import torch
-
-        from ..models.checkpoint import load_vfn
-
-        path = resolve(weights)
-        if not path.is_file():
-            raise TaskTrainingError(f"fusion 'vfn' needs the backbone checkpoint {path}, which is missing "
-                                    "(train it with `ivif train fusion`, or use --fusion max)")
-        net = load_vfn(path).to(device)
-
-        def fuse(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                t_ir = torch.from_numpy(ir)[None, None].to(device)
-                t_y = torch.from_numpy(luminance(vi))[None, None].to(device)
-                y = net(t_ir, t_y)[0, 0].cpu().numpy()
-            return recombine(y, vi)
-
-        return fuse
-    raise TaskTrainingError(f"unknown fusion mode '{mode}'; choose from {list(FUSION_MODES)}")
-
-
-# --------------------------------------------------------------------------- labelled pairs
-
-
-def class_map(dataset_classes: list[str], target: list[str], dataset: str) -> dict[int, int]:
-    """Dataset class id -> target class id, matched by name (LLVIP person -> MSRS person)."""
-    out = {}
-    for i, n in enumerate(dataset_classes):
-        if n in target:
-            out[i] = target.index(n)
-    if not out:
-        raise TaskTrainingError(f"{dataset}: none of its classes {dataset_classes} is in {target}")
-    return out
-
-
-def label_dir(root: Path, dataset: str, label_set: str) -> Path:
-    """Where a dataset's YOLO boxes live (MSRS has one folder per annotation set)."""
-    base = root / dataset / "labels_det"
-    return base / label_set if (base / label_set).is_dir() else base
-
-
-def labelled_pairs(root: Path, dataset: str, split: str, label_set: str = "fusion") -> tuple[PairedFolder, list[str]]:
-    """Pair folder and the names of ``split`` ('train', 'val', 'eval') that have a label file.
-
-    MSRS uses its frame-number ranges (:mod:`ivif_fusion.data.splits`); other datasets are
-    training-only (all names in 'train', none elsewhere).
-    """
-    folder = PairedFolder(root / dataset, resize_mismatched=True, strict=False)
-    if dataset.upper() == "MSRS":
-        names = msrs_split(folder.names, split)
-    else:
-        names = sorted(folder.names) if split == "train" else []
-    ldir = label_dir(root, dataset, label_set)
-    return folder, [n for n in names if (ldir / (Path(n).stem + ".txt")).is_file()]
-
-
-def boxes_xyxy(root: Path, dataset: str, name: str, width: int, height: int, label_set: str = "fusion",
-               cmap: dict[int, int] | None = None) -> np.ndarray:
-    """(K, 5) [class, x1, y1, x2, y2] pixel boxes of a pair, classes mapped by ``cmap``."""
-    lab = read_yolo(label_dir(root, dataset, label_set) / (Path(name).stem + ".txt"))
-    if cmap is not None and len(lab):
-        keep = np.isin(lab[:, 0].astype(int), list(cmap))
-        lab = lab[keep]
-        lab[:, 0] = [cmap[int(c)] for c in lab[:, 0]]
-    return yolo_to_xyxy(lab, width, height)
-
-
-def _dataset_classes(root: Path, dataset: str) -> list[str]:
-    p = root / dataset / "labels_det" / "classes.txt"
-    if not p.is_file():
+def dataset_classes(root: Path, dataset: str) -> list[str]:
+    """Class names of a shared dataset (its ``labels_det/classes.txt``)."""
+    classes = open_shared(root, dataset).source_classes
+    if not classes:
         raise TaskTrainingError(f"{dataset}: no labels_det/classes.txt under {root / dataset}")
-    return read_classes(p)
+    return list(classes)
 
 
 def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool = True) -> Path:
@@ -160,44 +72,48 @@ def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool 
     if data_yaml.is_file() and (out / "done").is_file():
         return data_yaml
     fuse = make_fuser(cfg.fusion, cfg.fusion_weights, cfg.device)
-    jobs = []
+    jobs = []  # (reader, dataset, item, split)
     for ds in cfg.datasets:
         if not (root / ds).is_dir():
             raise TaskTrainingError(f"dataset '{ds}' not found under {root}")
-        cmap = class_map(_dataset_classes(root, ds), classes, ds)
+        reader = open_shared(root, ds, label_set=cfg.label_set, classes=classes, resize_mismatched=True)
         for split in ("train", "val"):
-            folder, names = labelled_pairs(root, ds, split, cfg.label_set)
+            items = labelled(reader, split_items(reader, ds, split))
             if split == "train" and holdout is not None:  # the held-out fold is for the RSC, not this network
-                names = [n for n in names if cross_fit_fold(n, holdout[1]) != holdout[0]]
-            jobs += [(folder, ds, n, split, cmap) for n in names]
+                items = [it for it in items if cross_fit_fold(it.file, holdout[1]) != holdout[0]]
+            jobs += [(reader, ds, it, split) for it in items]
     if jobs and not any(j[3] == "val" for j in jobs):
         # no MSRS val range (e.g. LLVIP only): the last 20 % of frames (consecutive, by name) select the epoch
         k = max(1, len(jobs) // 5)
-        jobs = jobs[:-k] + [(f, ds, n, "val", cm) for f, ds, n, _, cm in jobs[-k:]]
+        jobs = jobs[:-k] + [(r, ds, it, "val") for r, ds, it, _ in jobs[-k:]]
     if not any(j[3] == "train" for j in jobs) or not any(j[3] == "val" for j in jobs):
         raise TaskTrainingError(f"need labelled pairs for training and validation; datasets {cfg.datasets}")
     for split in ("train", "val"):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-    for folder, ds, n, split, cmap in tqdm(jobs, desc=f"fusing ({cfg.fusion})", disable=not progress, unit="pair"):
-        stem = f"{ds}_{Path(n).stem}"
-        s = folder.load(n)
+    for reader, ds, it, split in tqdm(jobs, desc=f"fusing ({cfg.fusion})", disable=not progress, unit="pair"):
+        stem = f"{ds}_{it.name}"
+        s = reader.load(it)
         rgb = fuse(s.ir, s.vi)
         cv2.imwrite(str(out / "images" / split / f"{stem}.png"),
                     np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)[..., ::-1])
-        lab = read_yolo(label_dir(root, ds, cfg.label_set) / (Path(n).stem + ".txt"))
-        lines = [f"{cmap[int(c)]} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}" for c, cx, cy, bw, bh in lab if int(c) in cmap]
+        lines = yolo_lines(reader, it)
         (out / "labels" / split / f"{stem}.txt").write_text("".join(ln + "\n" for ln in lines))
     import yaml
 
     data_yaml.write_text(yaml.safe_dump({"path": str(out), "train": "images/train", "val": "images/val",
                                          "names": dict(enumerate(classes))}, sort_keys=False))
     counts: dict[str, dict[str, int]] = {}
-    for _, ds, _, split, _ in jobs:
+    for _, ds, _, split in jobs:
         counts.setdefault(ds, {"train": 0, "val": 0})[split] += 1
     (out / "key.json").write_text(json.dumps({**key, "counts": counts}, indent=1))
     (out / "done").write_text("")
     return data_yaml
+
+
+def yolo_lines(reader, item) -> list[str]:  # noqa: ANN001 - a FlatReader and one of its items
+    """The YOLO label lines of a cached training image: classes mapped, coordinates as in the label file."""
+    return [f"{int(c)} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}" for c, cx, cy, bw, bh in reader.yolo_rows(item)]
 
 
 # --------------------------------------------------------------------------- evaluation on real pairs
@@ -208,14 +124,12 @@ def evaluate_split(adapter, cfg: TrainTaskConfig, split: str, dataset: str = "MS
     """COCO mAP of a detector on fused images of a split of ``dataset`` (fusion mode from ``cfg``)."""
     root = require_data_root(cfg.data_root or None)
     fuse = fuser or make_fuser(cfg.fusion, cfg.fusion_weights, cfg.device)
-    cmap = class_map(_dataset_classes(root, dataset), adapter.classes, dataset)
-    folder, names = labelled_pairs(root, dataset, split, cfg.label_set)
+    reader, items = labelled_pairs(root, dataset, split, cfg.label_set, adapter.classes)
     images, gts = [], []
-    for n in names:
-        s = folder.load(n)
+    for it in items:
+        s = reader.load(it)
         images.append(fuse(s.ir, s.vi))
-        h, w = s.ir.shape
-        gts.append(boxes_xyxy(root, dataset, n, w, h, cfg.label_set, cmap))
+        gts.append(class_boxes(reader.record(it)))
     res = adapter.evaluate(images, gts)
     res["split"] = f"{dataset} {split if split != 'eval' else 'eval-20'}"
     return res
@@ -242,20 +156,15 @@ def train(cfg: TrainTaskConfig, progress: bool = True) -> Path:
         raise TaskTrainingError(f"unknown task '{cfg.task}'")
     if cfg.imgsz % 32:
         raise TaskTrainingError(f"imgsz {cfg.imgsz} must be a multiple of 32")
-    import torch
-
-    from .. import __version__
     from ..tasks.detection import DetectorConfig, YoloDetector
 
-    torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)  # ultralytics seeds its own generators from cfg.seed
     root = require_data_root(cfg.data_root or None)
-    classes = _dataset_classes(root, "MSRS") if "MSRS" in cfg.datasets else _dataset_classes(root, cfg.datasets[0])
+    classes = dataset_classes(root, "MSRS" if "MSRS" in cfg.datasets else cfg.datasets[0])
     t0 = time.time()
     cpu0 = _cpu_seconds()
     data_yaml = build_yolo_dataset(cfg, classes, progress)
-    out = resolve(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(__import__("yaml").safe_dump(to_dict(cfg), sort_keys=False))
+    out = prepare_out(cfg)
 
     from ultralytics import YOLO
 
@@ -290,14 +199,11 @@ def train(cfg: TrainTaskConfig, progress: bool = True) -> Path:
         for split in ("val", "eval"):
             r = evaluate_split(eval_det, cfg, split, "MSRS", fuser)
             metrics[r["split"]] = {k: r[k] for k in ("mAP50", "mAP50-95", "mAP75", "AP50", "images", "gt_boxes")}
-    meta = {
-        "task": "detection", "ivif_version": __version__, "ultralytics_version": _ul_version(),
-        "train_config": to_dict(cfg), "command": "ivif " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "train_seconds": round(train_s, 1), "prepare_seconds": round(t1 - t0, 1),
-        "data": json.loads((data_yaml.parent / "key.json").read_text()).get("counts", {}),
-        "cpu_seconds": round(_cpu_seconds() - cpu0, 1),
-        "metrics": metrics, "metric_note": "pycocotools COCOeval, score_threshold 0.001, fusion=" + cfg.fusion,
-    }
+    meta = run_meta(cfg, task="detection", ultralytics_version=_ul_version(), train_seconds=round(train_s, 1),
+                    prepare_seconds=round(t1 - t0, 1),
+                    data=json.loads((data_yaml.parent / "key.json").read_text()).get("counts", {}),
+                    cpu_seconds=round(_cpu_seconds() - cpu0, 1), metrics=metrics,
+                    metric_note="pycocotools COCOeval, score_threshold 0.001, fusion=" + cfg.fusion)
     path = det.save(out / "yolo_det.pt", meta)
     (out / "metrics.json").write_text(json.dumps(meta, indent=1))
     return path

@@ -28,10 +28,6 @@ Outputs in ``cfg.out``: ``vifa.pt`` (kind 'vifa'), ``log.csv``, ``config.yaml``,
 from __future__ import annotations
 
 import copy
-import csv
-import math
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,10 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
-from .. import __version__
-from ..config import TrainFusionConfig, TrainVifaConfig, to_dict
+from ..config import TrainVifaConfig
 from ..errors import UserError
 from ..key_channels import KeyChannelSelection, SelectionOptions, cache_key, select_cached, select_from_features
 from ..losses import fusion_loss
@@ -51,6 +45,7 @@ from ..models.heads import MultiHeadFusion
 from ..models.vfn import VFN
 from ..models.vifa import build_student, forward_layer, head_parameters, save_vifa
 from ..paths import resolve
+from .run import CropDataset, CsvLog, cosine_lr, load_training_images, prepare_out, run_meta, seed_everything
 
 RefFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -117,8 +112,6 @@ def _ref_rsc(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str]:  #
 
 def _ref_finetune(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str]:
     """Teacher copy fine-tuned briefly with the task's fusion-loss weights."""
-    from .fusion import CropDataset
-
     cfg = ctx.cfg
     w_int, w_grad = float(spec.get("w_int", 0.2)), float(spec.get("w_grad", 1.0))
     net = copy.deepcopy(teacher).train()
@@ -131,8 +124,7 @@ def _ref_finetune(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str
 
     for step in tqdm(range(cfg.finetune_steps), desc=f"reference {spec['name']}", disable=not ctx.progress):
         data.set_epoch(step)
-        idx = torch.randint(len(data), (cfg.batch_size,), generator=gen).tolist()
-        batch = torch.stack([data[i] for i in idx])
+        batch = data.random_batch(cfg.batch_size, gen)
         ir, y = batch[:, :1], batch[:, 1:2]
         loss = fusion_loss(net(ir, y), ir, y, w_int, w_grad)
         opt.zero_grad(set_to_none=True)
@@ -266,11 +258,6 @@ def select_key_channels(teacher: VFN, teacher_id: str, images: list[np.ndarray],
 # ---------------------------------------------------------------------- training
 
 
-def _lr(step: int, total: int, base: float) -> float:
-    t = step / max(1, total)
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def train(cfg: TrainVifaConfig, progress: bool = True, images: list[np.ndarray] | None = None,
           ids: list[str] | None = None, teacher: VFN | None = None) -> Path:
     """Train the VIFA student; returns ``<out>/vifa.pt``.
@@ -280,16 +267,11 @@ def train(cfg: TrainVifaConfig, progress: bool = True, images: list[np.ndarray] 
     """
     from tqdm import tqdm
 
-    from .fusion import CropDataset, load_training_images
-
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg)
     device = torch.device(cfg.device)
     specs = task_specs(cfg)
     tasks = [s["name"] for s in specs]
-    out = resolve(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(cfg)
     if teacher is None:
         tpath = resolve(cfg.teacher)
         if not tpath.is_file():
@@ -300,8 +282,7 @@ def train(cfg: TrainVifaConfig, progress: bool = True, images: list[np.ndarray] 
         teacher_id = _state_checksum(teacher)
     teacher = _frozen(teacher)
     if images is None:
-        fcfg = TrainFusionConfig(data_root=cfg.data_root, datasets=list(cfg.datasets), max_side=cfg.max_side)
-        images, ids = load_training_images(fcfg, progress)
+        images, ids = load_training_images(cfg.data_root, cfg.datasets, cfg.max_side, progress)
     ids = ids or [str(i) for i in range(len(images))]
     t0 = time.time()
     cpu0 = time.process_time()
@@ -325,23 +306,19 @@ def train(cfg: TrainVifaConfig, progress: bool = True, images: list[np.ndarray] 
     data = CropDataset(images, cfg.crop, 1, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    log_f = open(out / "log.csv", "w", newline="")
-    log = csv.writer(log_f)
     cols = ["key", *[f"ref:{t}" for t in tasks]]
-    log.writerow(["step", "lr", "total", *cols, "seconds"])
+    log = CsvLog(out / "log.csv", ["step", "lr", "total", *cols, "seconds"])
     student.train()
     bar = tqdm(range(cfg.steps), desc="train vifa", disable=not progress, unit="step")
     t_train = time.time()
     for step in bar:
         data.set_epoch(step)
-        idx = torch.randint(len(data), (cfg.batch_size,), generator=gen).tolist()
-        batch = torch.stack([data[i] for i in idx]).to(device)
+        batch = data.random_batch(cfg.batch_size, gen).to(device)
         ir, y = batch[:, :1], batch[:, 1:2]
         with torch.no_grad():
             t_feat = forward_layer(teacher, ir, y, cfg.layer)[0]
             ref_out = {t: refs[t](ir, y) for t in tasks}
-        lr = _lr(step, cfg.steps, cfg.lr)
+        lr = cosine_lr(step, cfg.steps, cfg.lr)  # no warm-up: the student starts from the teacher
         for g in opt.param_groups:
             g["lr"] = lr
         losses = vifa_losses(student, ir, y, t_feat, ref_out, selection, layer=cfg.layer, w_key=cfg.w_key,
@@ -350,30 +327,22 @@ def train(cfg: TrainVifaConfig, progress: bool = True, images: list[np.ndarray] 
         losses["total"].backward()
         opt.step()
         if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
-            log.writerow([step + 1, f"{lr:.6g}", f"{losses['total'].item():.6g}",
-                          *[f"{losses[c].item():.6g}" for c in cols], f"{time.time() - t0:.1f}"])
-            log_f.flush()
+            log.row([step + 1, f"{lr:.6g}", f"{losses['total'].item():.6g}",
+                     *[f"{losses[c].item():.6g}" for c in cols], f"{time.time() - t0:.1f}"])
         bar.set_postfix(loss=f"{losses['total'].item():.5f}")
-    log_f.close()
+    log.close()
 
     head_p, bb_p = head_parameters(student)
-    meta = {
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "train_config": to_dict(cfg),
-        "teacher": cfg.teacher, "teacher_sha256": teacher_id,
-        "references": ref_notes, "reference_weights": ref_ctx.weights,
-        "key_channels": {"layer": selection.layer, "channels": selection.channels, "clusters": selection.clusters,
-                         "weights": selection.weights, "n_images": selection.n_images,
-                         "cache": str(sel_path), "from_cache": cached},
-        "head_parameters": head_p, "backbone_parameters": bb_p,
-        "head_percent_of_backbone": round(100.0 * head_p / bb_p, 3),
-        "pairs": len(images), "pair_ids_head": ids[:5], "steps": cfg.steps,
-        "seconds": {"selection": round(t_select, 1), "references": round(t_refs, 1),
-                    "training": round(time.time() - t_train, 1),
-                    "cpu_total": round(time.process_time() - cpu0, 1)},
-        "final_losses": {k: round(v.item(), 6) for k, v in losses.items()},
-        "ivif_fusion": __version__, "torch": torch.__version__,
-    }
+    meta = run_meta(
+        cfg, teacher=cfg.teacher, teacher_sha256=teacher_id, references=ref_notes, reference_weights=ref_ctx.weights,
+        key_channels={"layer": selection.layer, "channels": selection.channels, "clusters": selection.clusters,
+                      "weights": selection.weights, "n_images": selection.n_images,
+                      "cache": str(sel_path), "from_cache": cached},
+        head_parameters=head_p, backbone_parameters=bb_p, head_percent_of_backbone=round(100.0 * head_p / bb_p, 3),
+        pairs=len(images), pair_ids_head=ids[:5], steps=cfg.steps,
+        seconds={"selection": round(t_select, 1), "references": round(t_refs, 1),
+                 "training": round(time.time() - t_train, 1), "cpu_total": round(time.process_time() - cpu0, 1)},
+        final_losses={k: round(v.item(), 6) for k, v in losses.items()})
     return save_vifa(out / "vifa.pt", student.cpu().eval(), meta, layer=cfg.layer)
 
 

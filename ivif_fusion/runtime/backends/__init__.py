@@ -8,30 +8,15 @@ A backend runs the deployment graph (:class:`ivif_fusion.models.heads.MultiHeadF
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
-from .base import BackendUnavailable, FusionBackend
+from .base import REGISTRY, BackendUnavailable, FusionBackend, register
 
 log = logging.getLogger("ivif_fusion.backends")
 
-# name -> factory(graph, cfg) -> FusionBackend; raises BackendUnavailable when it cannot run here.
-REGISTRY: dict[str, Callable] = {}
-
-
-def register(name: str) -> Callable:
-    def deco(factory: Callable) -> Callable:
-        REGISTRY[name] = factory
-        return factory
-    return deco
-
 
 def _load_all() -> None:
-    from . import torch_backend  # noqa: F401
-    for mod in ("onnxruntime_backend", "tensorrt_backend"):
-        try:
-            __import__(f"{__name__}.{mod}")
-        except ImportError:
-            pass
+    """Import every backend module so it registers itself (optional packages load lazily inside them)."""
+    from . import onnxruntime_backend, tensorrt_backend, torch_backend  # noqa: F401
 
 
 def select(preference: list[str], graph, cfg, notes: list[str] | None = None) -> FusionBackend:  # noqa: ANN001

@@ -1,7 +1,7 @@
 """ONNX Runtime backend (CPU): runs ``<pipeline.onnx_dir>/fusion.onnx`` written by ``ivif export onnx``.
 
 Before use, the graph is checked against what the pipeline loaded (see
-:func:`ivif_fusion.runtime.export.check_graph_matches`): it must be an ivif export, its outputs
+:func:`ivif_fusion.runtime.graph_check.check_graph_matches`): it must be an ivif export, its outputs
 must be the configured heads in order, and its weights checksum must equal the checksum of the
 loaded weights. Any failure raises :class:`BackendUnavailable` with the reason, so
 ``backends.select`` logs it and falls back (e.g. to torch).
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import register
-from .base import BackendUnavailable
+from ...paths import resolve
+from ..graph_check import ONNX_NAME, check_onnx_file, weights_digest
+from .base import BackendUnavailable, register
 
 log = logging.getLogger("ivif_fusion.backends")
 
@@ -55,17 +56,10 @@ class OnnxRuntimeBackend:
 
     def __init__(self, path: str | os.PathLike, head_names: list[str], weights_sha256: str,
                  threads: int = 2) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise BackendUnavailable("the 'onnxruntime' package is not installed") from e
-        from ..export import check_graph_matches, graph_output_names, read_metadata
+        import onnxruntime as ort
 
         self.path = Path(path)
-        if not self.path.is_file():
-            raise BackendUnavailable(f"no ONNX graph at {self.path}: run `ivif export onnx` first")
-        check_graph_matches(self.path, read_metadata(self.path), graph_output_names(self.path), head_names,
-                            weights_sha256)
+        check_onnx_file(self.path, head_names, weights_sha256)
         try:
             self.session = ort.InferenceSession(str(self.path), session_options(threads),
                                                 providers=["CPUExecutionProvider"])
@@ -85,8 +79,5 @@ class OnnxRuntimeBackend:
 
 @register("onnxruntime")
 def _factory(graph, cfg) -> OnnxRuntimeBackend:  # noqa: ANN001
-    from ...paths import resolve
-    from ..export import ONNX_NAME, weights_digest
-
     return OnnxRuntimeBackend(resolve(cfg.onnx_dir) / ONNX_NAME, list(graph.head_names), weights_digest(graph),
                               cfg.threads)

@@ -4,7 +4,7 @@
 device buffers and the stream), the factory raises :class:`BackendUnavailable` and
 ``backends.select`` falls back. The ONNX graph is checked against the loaded weights and heads
 exactly as for ONNX Runtime, then the engine comes from the engine cache
-(:func:`ivif_fusion.runtime.export.ensure_engine`, ``pipeline.engine_cache_dir``): reused when
+(:func:`ivif_fusion.runtime.tensorrt_engine.ensure_engine`, ``pipeline.engine_cache_dir``): reused when
 its key matches, built otherwise (FP16, default profile; ``ivif export tensorrt`` pre-builds it
 with other options). Timing stage: ``backbone+heads`` (one engine execution, synchronized).
 """
@@ -16,8 +16,11 @@ import time
 
 import numpy as np
 
-from . import register
-from .base import BackendUnavailable
+from ...paths import resolve
+from ..engine_cache import Profile
+from ..graph_check import ONNX_NAME, check_onnx_file, weights_digest
+from ..tensorrt_engine import ensure_engine, gpu_info, tensorrt_version
+from .base import BackendUnavailable, register
 
 log = logging.getLogger("ivif_fusion.backends")
 
@@ -74,24 +77,15 @@ class TensorRTBackend:
 
 @register("tensorrt")
 def _factory(graph, cfg) -> TensorRTBackend:  # noqa: ANN001
-    from ...paths import resolve
-    from ..export import (ONNX_NAME, Profile, check_graph_matches, ensure_engine, gpu_info, graph_output_names,
-                          read_metadata, tensorrt_version, weights_digest)
+    import torch
 
     tensorrt_version()  # BackendUnavailable without the package
-    try:
-        import torch
-    except ImportError as e:  # pragma: no cover - torch is a core dependency
-        raise BackendUnavailable("torch is needed for CUDA buffers") from e
     if not torch.cuda.is_available():
         gpu_info()  # names the real reason (no GPU at all) when there is none
         raise BackendUnavailable("a GPU is present but torch has no CUDA support (needed for device buffers)")
     onnx_path = resolve(cfg.onnx_dir) / ONNX_NAME
-    if not onnx_path.is_file():
-        raise BackendUnavailable(f"no ONNX graph at {onnx_path}: run `ivif export onnx` first")
     head_names = list(graph.head_names)
-    check_graph_matches(onnx_path, read_metadata(onnx_path), graph_output_names(onnx_path), head_names,
-                        weights_digest(graph))
+    check_onnx_file(onnx_path, head_names, weights_digest(graph))
     profile = Profile()
     res = ensure_engine(onnx_path, resolve(cfg.engine_cache_dir), "fp16", profile)
     log.info("tensorrt: engine %s (%s)", res.path, res.status)

@@ -7,8 +7,7 @@ import time
 import numpy as np
 import torch
 
-from . import register
-from .base import BackendUnavailable
+from .base import BackendUnavailable, register
 
 
 class TorchBackend:

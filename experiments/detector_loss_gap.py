@@ -6,7 +6,7 @@ measures how much a simple change (blending 15 % of the IR into the generic fuse
 loss on training pairs and on val pairs (frames 1400+): 30 batches of 4 crops of 256 each,
 drawn as in RSC training (``training.rsc.sample_batch``, seed 7).
 
-Usage: ``python benchmarks/detector_loss_gap.py`` -> ``benchmarks/detector_loss_gap.{json,md}``.
+Usage: ``python experiments/detector_loss_gap.py`` -> ``experiments/detector_loss_gap.{json,md}``.
 """
 
 from __future__ import annotations

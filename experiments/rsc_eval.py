@@ -13,8 +13,8 @@ are computed on the same uint8 images against IR and visible.
 only, a dataset neither the detector nor RSC was trained on), downscaled to a long side of
 ``--max-side`` (640, the backbone's training scale); mAP is then person AP.
 
-Usage: ``python benchmarks/rsc_eval.py --rsc models/rsc_det_msrs.pt`` -> ``benchmarks/rsc_eval.json``/``.md``;
-``python benchmarks/rsc_eval.py --dataset LLVIP --out benchmarks/rsc_eval_llvip``.
+Usage: ``python experiments/rsc_eval.py --rsc models/rsc_det_msrs.pt`` -> ``experiments/rsc_eval.json``/``.md``;
+``python experiments/rsc_eval.py --dataset LLVIP --out experiments/rsc_eval_llvip``.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ For every head of a 'vifa' checkpoint:
 - how closely the head reproduces its reference: PSNR (dB) and mean |head - reference| of fused Y;
 - the head's size as a percentage of the backbone.
 
-Usage: ``python benchmarks/vifa_eval.py [--vifa models/vifa_msrs.pt] [--out docs/results_vifa.md]``;
-also writes benchmarks/vifa_eval.json.
+Usage: ``python experiments/vifa_eval.py [--vifa models/vifa_msrs.pt] [--out docs/results_vifa.md]``;
+also writes experiments/vifa_eval.json.
 """
 
 from __future__ import annotations
@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
     ap.add_argument("--detector", default="models/yolo_det_msrs.pt")
     ap.add_argument("--segmenter", default="")
     ap.add_argument("--score", type=float, default=0.001,
-                    help="detector score threshold for mAP (low, so the PR curve is complete; as benchmarks/rsc_eval.py)")
+                    help="detector score threshold for mAP (low, so the PR curve is complete; as experiments/rsc_eval.py)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "docs" / "results_vifa.md"))
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "vifa_eval.json"))
+    ap.add_argument("--json", default=str(ROOT / "experiments" / "vifa_eval.json"))
     ap.add_argument("--limit", type=int, default=0, help="smoke test: only the first N pairs (no detection)")
     ap.add_argument("--bench", default=str(ROOT / "benchmarks" / "vifa_sharing.json"))
     args = ap.parse_args(argv)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
          "## Task metric: head vs its reference vs generic fusion", ""]
     if task_results:
         L += [f"Detector `{args.detector}`, score threshold {args.score} (complete PR curve, as "
-              "benchmarks/rsc_eval.py), boxes `labels_det/fusion`.", "",
+              "experiments/rsc_eval.py), boxes `labels_det/fusion`.", "",
               "| task | input | mAP50 (%) | mAP50-95 (%) |", "|---|---|---|---|"]
         for t, rows in task_results.items():
             for k, v in rows.items():
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
              if not args.segmenter else f"- Segmenter: {args.segmenter}.")
     L.append(f"- Training: {meta.get('steps')} steps, seconds {meta.get('seconds')}; final losses "
              f"{meta.get('final_losses')}.")
-    L.append(f"- Evaluation took {out['seconds']} s. Regenerate: `python benchmarks/vifa_eval.py`.")
+    L.append(f"- Evaluation took {out['seconds']} s. Regenerate: `python experiments/vifa_eval.py`.")
     Path(args.out).write_text("\n".join(L) + "\n")
     print("\n".join(L))
     return 0
