@@ -117,6 +117,7 @@ def _config(tmp: Path, ckpt: Path) -> Path:
            "weights": str(SmallSegmenter(SegmenterConfig()).save(tmp / "seg_random.pt"))}
     cfg = runtime_defaults({"pipeline.tasks": [{"name": "fusion", "kind": "fusion"}, det, seg],
                             "pipeline.backbone_weights": str(ckpt), "pipeline.threads": 1,
+                            "sync.reject_late": True,  # repeated and late stamps are counted drops
                             "replay.metrics_pairs": 0, "replay.sample_frames": 0})
     path = tmp / "node.yaml"
     path.write_text(dump_yaml(cfg) + "\n")
