@@ -64,9 +64,10 @@ def main() -> int:
     from ivif_fusion.config import load_runtime
     from ivif_fusion.data.paired import PairedFolder
     from ivif_fusion.data.splits import msrs_split
-    from ivif_fusion.io.bags import MakeBagOptions, make_bag
+    from ivif_fusion.io.fault_bag import MakeBagOptions, make_bag
     from ivif_fusion.paths import require_data_root
-    from ivif_fusion.replay import latency_stats, package_versions, replay
+    from ivif_fusion.metrics.latency import stage_summaries
+    from ivif_fusion.replay import package_versions, replay
 
     msrs = require_data_root() / "MSRS"
     names = msrs_split(PairedFolder(msrs).names, "eval")
@@ -114,7 +115,7 @@ def main() -> int:
             s = replay(bag, cfg, tmp / f"out_{max_side}", progress=False, pipeline=pipe)
             cpu_s = time.process_time() - cpu0  # all threads of this process, setup included
             load1 = os.getloadavg()[0]
-            lat = latency_stats(s.timings_ms)
+            lat = stage_summaries(s.timings_ms)
             run = {"max_side": max_side, "image_size": s.image_size, "backend": s.backend,
                    "backend_notes": s.backend_notes, "tasks": [t["name"] for t in s.tasks],
                    "pairs_fused": s.pairs_fused, "wall_s": round(s.wall_s, 3),

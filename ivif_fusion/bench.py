@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from .metrics.latency import latency_summary
+
 log = logging.getLogger("ivif_fusion.bench")
 
 TASKS = ("detection", "segmentation", "fusion")  # task names for 1, 2, 3 tasks (in this order)
@@ -87,10 +89,7 @@ def machine_info() -> dict:
             "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def stats(values: list[float]) -> dict:
-    a = np.asarray(values, dtype=np.float64)
-    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "mean": float(a.mean()),
-            "n": int(a.size)}
+stats = latency_summary  # the name benchmark scripts import
 
 
 def _frames(opts: BenchOptions) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -40,6 +40,7 @@ class Frame:
     encoding: str = ""
     stream: str = ""     # "thermal" or "visible"
     seq: int = -1        # arrival index within its stream (for accounting)
+    received_s: float | None = None  # arrival time (time.perf_counter()) at the node, for end-to-end latency
 
 
 @dataclass

@@ -29,7 +29,8 @@ git ls-files -z | xargs -0 tar -cf - | tar -xf - -C "$WORK"
 ln -s "$ROOT/.venv" "$WORK/.venv"
 set -f  # the globs are mutmut's patterns, not the shell's
 {
-  printf '\n[mutmut]\nsource_paths=ivif_fusion\nonly_mutate=\n'
+  # msg/, config/, models/: the share dir the package finds next to itself (bag typestore, configs, weights)
+  printf '\n[mutmut]\nsource_paths=ivif_fusion\nalso_copy=\n    msg\n    config\n    models\nonly_mutate=\n'
   for g in $GLOBS; do printf '    %s\n' "$g"; done
   printf 'pytest_add_cli_args_test_selection=\n'
   for t in $TESTS; do [ -f "$t" ] && printf '    %s\n' "$t"; done
@@ -44,7 +45,7 @@ echo "mutation: area $AREA, mutating: $GLOBS; tests: $TESTS (log: $WORK/mutmut.l
 "$ROOT/.venv/bin/mutmut" export-cicd-stats > /dev/null
 "$ROOT/.venv/bin/mutmut" results > results.txt 2>&1 || true
 : > survivors.txt
-grep ': survived' results.txt | sed 's/:.*//; s/^ *//' | while read -r name; do
+{ grep ': survived' results.txt || true; } | sed 's/:.*//; s/^ *//' | while read -r name; do
   "$ROOT/.venv/bin/mutmut" show "$name" >> survivors.txt 2>&1 || true
   echo >> survivors.txt
 done

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ivif_fusion.io import bags
-from ivif_fusion.io.messages import ConversionError, msg_to_frame
+from ivif_fusion.io import bags, fault_bag
+from ivif_fusion.io.messages import ConversionError, msg_to_frame, stamp_ns
 from ivif_fusion.types import DropReason
 
 W, H = 80, 60
@@ -48,10 +48,10 @@ def test_typestore_has_vision_msgs_roundtrip():
     from ivif_fusion.io.messages import detections_to_msg, msg_to_detections
     from ivif_fusion.types import Detection
 
-    hdr = bags.make_header(1_700_000_000_123_456_789, "thermal_optical_frame")
+    hdr = fault_bag.bag_header(1_700_000_000_123_456_789, "thermal_optical_frame")
     msg = detections_to_msg(ts.types, hdr, [Detection(2, "car", 0.75, 10, 20, 30, 60)])
     back = ts.deserialize_cdr(ts.serialize_cdr(msg, bags.DETECTIONS), bags.DETECTIONS)
-    assert bags.header_stamp_ns(back.header) == 1_700_000_000_123_456_789
+    assert stamp_ns(back.header) == 1_700_000_000_123_456_789
     d = msg_to_detections(back, ["person", "bicycle", "car"])[0]
     assert (d.class_id, d.label, d.x1, d.y1, d.x2, d.y2) == (2, "car", 10, 20, 30, 60)
     assert d.score == pytest.approx(0.75)
@@ -59,9 +59,9 @@ def test_typestore_has_vision_msgs_roundtrip():
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_make_bag_stamps_faults_and_sidecar(pairs_dir: Path, tmp_path: Path, storage: str):
-    opts = bags.MakeBagOptions(storage=storage, rate_hz=10, jitter_ms=4, seed=7, **FAULTS)
-    res = bags.make_bag(pairs_dir, tmp_path / "bag", opts, progress=False)
-    side = bags.load_sidecar(res.sidecar)
+    opts = fault_bag.MakeBagOptions(storage=storage, rate_hz=10, jitter_ms=4, seed=7, **FAULTS)
+    res = fault_bag.make_bag(pairs_dir, tmp_path / "bag", opts, progress=False)
+    side = fault_bag.load_sidecar(res.sidecar)
     assert side["pairs"] == 16 and side["image_size"] == [W, H]
     kinds = [f["kind"] for f in side["faults"]]
     assert len(kinds) >= 2, kinds
@@ -79,7 +79,7 @@ def test_make_bag_stamps_faults_and_sidecar(pairs_dir: Path, tmp_path: Path, sto
     log_times = [m.log_time_ns for m in msgs]
     assert log_times == sorted(log_times)  # the reader gives log-time order
     for stream, topic in (("thermal", bags.THERMAL_TOPIC), ("visible", bags.RGB_TOPIC)):
-        got = [bags.header_stamp_ns(m.msg.header) for m in by_topic[topic]]
+        got = [stamp_ns(m.msg.header) for m in by_topic[topic]]
         want = []
         for f in side["frames"]:
             want += [f[f"{stream}_stamp_ns"]] * f["written"][stream]
@@ -96,21 +96,21 @@ def test_make_bag_stamps_faults_and_sidecar(pairs_dir: Path, tmp_path: Path, sto
                 continue
             k = f["index"]
             if f["kind"] == "reorder":
-                order = [bags.header_stamp_ns(m.msg.header) for m in by_topic[topic]]
+                order = [stamp_ns(m.msg.header) for m in by_topic[topic]]
                 late, nxt = side["frames"][k][f"{stream}_stamp_ns"], side["frames"][k + 1][f"{stream}_stamp_ns"]
                 assert order.index(late) == order.index(nxt) + 1
             if f["kind"] == "corrupt":
-                bad = [m for m in by_topic[topic] if bags.header_stamp_ns(m.msg.header) == f["stamp_ns"]]
+                bad = [m for m in by_topic[topic] if stamp_ns(m.msg.header) == f["stamp_ns"]]
                 with pytest.raises(ConversionError) as ei:
                     msg_to_frame(bad[0].msg, stream)
                 assert ei.value.reason == DropReason.DECODE_ERROR
 
 
 def test_make_bag_is_deterministic_and_encodings(pairs_dir: Path, tmp_path: Path):
-    opts = bags.MakeBagOptions(seed=3, thermal_encoding="mono16", compressed_visible=True, max_side=40, **FAULTS)
-    a = bags.make_bag(pairs_dir, tmp_path / "a", opts, progress=False)
-    b = bags.make_bag(pairs_dir, tmp_path / "b", opts, progress=False)
-    sa, sb = bags.load_sidecar(a.sidecar), bags.load_sidecar(b.sidecar)
+    opts = fault_bag.MakeBagOptions(seed=3, thermal_encoding="mono16", compressed_visible=True, max_side=40, **FAULTS)
+    a = fault_bag.make_bag(pairs_dir, tmp_path / "a", opts, progress=False)
+    b = fault_bag.make_bag(pairs_dir, tmp_path / "b", opts, progress=False)
+    sa, sb = fault_bag.load_sidecar(a.sidecar), fault_bag.load_sidecar(b.sidecar)
     assert sa["frames"] == sb["frames"] and sa["faults"] == sb["faults"]
     assert sa["image_size"] == [40, 30]
     msgs = [m for m in bags.read_all(a.bag) if m.msg is not None]
@@ -120,8 +120,8 @@ def test_make_bag_is_deterministic_and_encodings(pairs_dir: Path, tmp_path: Path
     assert rgb.__msgtype__ == bags.COMPRESSED and "jpeg" in rgb.format
     f = msg_to_frame(rgb, "visible")
     assert f.image.shape == (30, 40, 3)
-    other = bags.make_bag(pairs_dir, tmp_path / "c", bags.MakeBagOptions(seed=4, **FAULTS), progress=False)
-    assert bags.load_sidecar(other.sidecar)["frames"] != sa["frames"]
+    other = fault_bag.make_bag(pairs_dir, tmp_path / "c", fault_bag.MakeBagOptions(seed=4, **FAULTS), progress=False)
+    assert fault_bag.load_sidecar(other.sidecar)["frames"] != sa["frames"]
 
 
 def test_expected_accounting_model():
@@ -131,35 +131,35 @@ def test_expected_accounting_model():
         {"kind": "drop", "stream": "visible", "index": 2, "stamp_ns": 0},
         {"kind": "duplicate", "stream": "thermal", "index": 4, "stamp_ns": 0},
         {"kind": "reorder", "stream": "thermal", "index": 6, "stamp_ns": 0}]}
-    exp = bags.expected_accounting(side, "approximate", 0.05)
+    exp = fault_bag.expected_accounting(side, "approximate", 0.05)
     assert exp == {"pairs": 10 - 2 - 1, "received": {"thermal": 11, "visible": 9},
                    "dropped": {"thermal": {"duplicate": 1, "no_partner": 1, "out_of_order": 1, "unflushed": 1},
                                "visible": {"no_partner": 1, "unflushed": 1}}}
     # a pair wider than the slop: no exact prediction
-    assert bags.expected_accounting(side, "approximate", 0.001) is None
+    assert fault_bag.expected_accounting(side, "approximate", 0.001) is None
     # exact mode needs equal stamps
-    assert bags.expected_accounting(side, "exact", 0.05) is None
+    assert fault_bag.expected_accounting(side, "exact", 0.05) is None
 
 
 def test_make_bag_rejects_bad_options(pairs_dir: Path, tmp_path: Path):
     from ivif_fusion.errors import UserError
 
     with pytest.raises(UserError, match="probability"):
-        bags.make_bag(pairs_dir, tmp_path / "x", bags.MakeBagOptions(drop=1.5), progress=False)
+        fault_bag.make_bag(pairs_dir, tmp_path / "x", fault_bag.MakeBagOptions(drop=1.5), progress=False)
     with pytest.raises(UserError, match="too large"):
-        bags.make_bag(pairs_dir, tmp_path / "y", bags.MakeBagOptions(jitter_ms=20, rate_hz=10), progress=False)
+        fault_bag.make_bag(pairs_dir, tmp_path / "y", fault_bag.MakeBagOptions(jitter_ms=20, rate_hz=10), progress=False)
     (tmp_path / "exists").mkdir()
     with pytest.raises(bags.BagWriteError, match="exists already"):
-        bags.make_bag(pairs_dir, tmp_path / "exists", bags.MakeBagOptions(), progress=False)
+        fault_bag.make_bag(pairs_dir, tmp_path / "exists", fault_bag.MakeBagOptions(), progress=False)
 
 
 def test_make_bag_ground_truth_from_msrs(msrs_root: Path, tmp_path: Path):
     from ivif_fusion.data.labels import read_yolo
 
     names = ["00004N.png", "00008N.png", "00012N.png", "00016N.png"]
-    res = bags.make_bag(msrs_root, tmp_path / "bag", bags.MakeBagOptions(max_side=160), names=names,
+    res = fault_bag.make_bag(msrs_root, tmp_path / "bag", fault_bag.MakeBagOptions(max_side=160), names=names,
                         labels_dir=msrs_root / "labels_det" / "fusion", progress=False)
-    side = bags.load_sidecar(res.sidecar)
+    side = fault_bag.load_sidecar(res.sidecar)
     assert side["classes"] == ["person", "bicycle", "car"]
     assert side["image_size"] == [160, 120]
     for f in side["frames"]:
@@ -183,7 +183,7 @@ def test_bad_bags_give_clear_errors(pairs_dir: Path, tmp_path: Path):
         with bags.BagReader(tmp_path / "empty"):
             pass
     for storage in ("sqlite3", "mcap"):
-        res = bags.make_bag(pairs_dir, tmp_path / storage, bags.MakeBagOptions(storage=storage), progress=False)
+        res = fault_bag.make_bag(pairs_dir, tmp_path / storage, fault_bag.MakeBagOptions(storage=storage), progress=False)
         data = next(p for p in res.bag.iterdir() if p.suffix in (".db3", ".mcap"))
         os.truncate(data, data.stat().st_size // 2)
         with pytest.raises(bags.BagOpenError, match="truncated or corrupt"):
@@ -192,7 +192,7 @@ def test_bad_bags_give_clear_errors(pairs_dir: Path, tmp_path: Path):
 
 
 def test_missing_topic_and_wrong_type(pairs_dir: Path, tmp_path: Path):
-    res = bags.make_bag(pairs_dir, tmp_path / "bag", bags.MakeBagOptions(), progress=False)
+    res = fault_bag.make_bag(pairs_dir, tmp_path / "bag", fault_bag.MakeBagOptions(), progress=False)
     with bags.BagReader(res.bag) as r:
         assert r.require(bags.THERMAL_TOPIC, bags.IMAGE_TYPES, "thermal").count == 16
         with pytest.raises(bags.BagTopicError, match=r"'/cam/thermal' not in bag.*/rgb/image \[sensor_msgs/msg/Image\]"):
@@ -209,7 +209,7 @@ def test_sidecar_checks(tmp_path: Path):
     p = tmp_path / "x.json"
     p.write_text(json.dumps({"format": "something else"}))
     with pytest.raises(bags.BagError, match="not an ivif make-bag sidecar"):
-        bags.load_sidecar(p)
+        fault_bag.load_sidecar(p)
     p.write_text("{not json")
     with pytest.raises(bags.BagError, match="cannot be read"):
-        bags.load_sidecar(p)
+        fault_bag.load_sidecar(p)

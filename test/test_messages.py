@@ -455,3 +455,261 @@ def test_msg_definitions_match_vision_msgs_4(typestore):
         cls = typestore.types[f"vision_msgs/msg/{name}"]
         got = [(f.name, f.type) for f in dataclasses.fields(cls) if f.name != "__msgtype__"]
         assert got == fields, name
+
+
+# ----------------------------------------------------------------------------- exact error texts
+
+
+def _error(fn, *args, **kw) -> tuple[str, DropReason | None]:
+    with pytest.raises(ValueError) as ei:
+        fn(*args, **kw)
+    return str(ei.value), getattr(ei.value, "reason", None)
+
+
+def test_decoding_error_texts():
+    """Each decoding failure says what is wrong, with the numbers, and is counted under its reason."""
+    dec = DropReason.DECODE_ERROR
+    assert _error(image_msg_to_array, raw_image("yuv422", 1, 2, 4, bytes(4))) == (
+        "unsupported image encoding 'yuv422' (supported: mono8, 8UC1, mono16, 16UC1, 32FC1, rgb8, bgr8, "
+        "rgba8, bgra8)", DropReason.UNSUPPORTED_ENCODING)
+    assert _error(image_msg_to_array, raw_image("mono8", 1, 2, 2, np.array([5, 6], np.int32))) == (
+        "image data has dtype int32, expected uint8", dec)
+    assert _error(image_msg_to_array, raw_image("mono8", 1, 2, 2, [5, 600])) == (
+        "image data is not a byte sequence (list)", dec)
+    assert _error(image_msg_to_array, raw_image("mono8", 1, 2, 2, 7)) == (
+        "image data is not a byte sequence (int)", dec)
+    text, reason = _error(image_msg_to_array, Image(HDR, None, 2, "mono8", 0, 2, bytes(2)))
+    assert text.startswith("image message has invalid size fields: ") and reason == dec
+    assert _error(image_msg_to_array, raw_image("rgb8", 0, 2, 6, b"")) == ("image has no pixels (2x0)", dec)
+    assert _error(image_msg_to_array, raw_image("rgb8", 2, 0, 6, b"")) == ("image has no pixels (0x2)", dec)
+    assert _error(image_msg_to_array, raw_image("mono16", 2, 2, 3, bytes(6))) == (
+        "step 3 is smaller than a row of 2 mono16 pixels (4 bytes)", dec)
+    assert _error(image_msg_to_array, raw_image("rgb8", 2, 2, 5, bytes(10))) == (
+        "step 5 is smaller than a row of 2 rgb8 pixels (6 bytes)", dec)
+    assert _error(image_msg_to_array, raw_image("mono8", 2, 2, 3, bytes(5))) == (
+        "image data has 5 bytes, expected step*height = 3*2 = 6", dec)
+    # step == row exactly is fine; one byte of padding per row too
+    assert image_msg_to_array(raw_image("mono16", 1, 2, 4, bytes(4)))[0].shape == (1, 2)
+    assert image_msg_to_array(raw_image("mono8", 2, 2, 3, bytes([1, 2, 0, 3, 4, 0])))[0].tolist() == [[1, 2], [3, 4]]
+
+
+def test_compressed_error_texts():
+    a = np.full((8, 8, 3), 128, np.uint8)
+    jpg = bytes(array_to_compressed_msg(CompressedImage, HDR, a, "jpeg").data)
+    png = bytes(array_to_compressed_msg(CompressedImage, HDR, a, "png").data)
+    dec, uns = DropReason.DECODE_ERROR, DropReason.UNSUPPORTED_ENCODING
+    cases = [
+        (CompressedImage(HDR, "tiff", png), "compressed format 'tiff' is not supported (only jpeg and png)", uns),
+        (CompressedImage(HDR, "16UC1; compressedDepth png", png),
+         "compressed format '16uc1; compresseddepth png' is not supported (only jpeg and png)", uns),
+        (CompressedImage(HDR, "jpeg", b"not an image at all"),
+         "compressed data (19 bytes) is neither png nor jpeg", dec),
+        (CompressedImage(HDR, "png", jpg), "format says png but the data is jpeg", dec),
+        (CompressedImage(HDR, "jpg", png), "format says jpeg but the data is png", dec),
+        (CompressedImage(HDR, "jpeg", jpg[:-1]), "jpeg data is truncated (no end-of-image marker)", dec),
+        (CompressedImage(HDR, "png", png[:-13]), "png data is truncated (no IEND chunk)", dec),
+        (CompressedImage(HDR, "png", png[:12] + b"IDAT" + png[16:]),
+         "png data is malformed (IHDR is not the first chunk)", dec),
+        (CompressedImage(HDR, "jpeg", b"\xff\xd8\xff" + bytes(50) + b"\xff\xd9"),
+         "could not decode jpeg data (55 bytes)", dec),
+    ]
+    for msg, text, reason in cases:
+        assert _error(compressed_to_array, msg) == (text, reason), msg.format
+    # the end markers may sit anywhere in the last bytes: exactly at the end is fine
+    assert compressed_to_array(CompressedImage(HDR, "", jpg))[1] == "rgb8"
+    assert compressed_to_array(CompressedImage(HDR, "PNG", png))[1] == "rgb8"
+    assert compressed_to_array(CompressedImage(HDR, "rgb8; jpeg compressed bgr8", jpg))[1] == "rgb8"
+    assert compressed_to_array(CompressedImage(HDR, None, png))[1] == "rgb8"
+
+
+def test_msg_to_frame_error_texts():
+    msg = array_to_image_msg(Image, HDR, np.zeros((2, 2), np.uint8), "mono8")
+    msg.header = None
+    text, reason = _error(msg_to_frame, msg, "visible")
+    assert text.startswith("visible message has an invalid header: ") and reason == DropReason.DECODE_ERROR
+    with pytest.raises(ValueError, match=r"^stream must be 'thermal' or 'visible', got 'depth'$"):
+        msg_to_frame(array_to_image_msg(Image, HDR, np.zeros((2, 2), np.uint8), "mono8"), "depth")
+    a = np.ones((3, 4), np.float32)
+    a[0, 0] = np.nan
+    a[2, 3] = np.inf
+    assert _error(msg_to_frame, array_to_image_msg(Image, HDR, a, "32FC1"), "thermal") == (
+        "thermal image (32FC1) has 2 NaN/inf pixels", DropReason.NON_FINITE)
+
+
+def test_builder_error_texts():
+    assert _error(array_to_image_msg, Image, HDR, np.zeros((2, 2, 3), np.float32), "rgb8")[0] == \
+        "rgb8 needs dtype uint8, got float32"
+    assert _error(array_to_image_msg, Image, HDR, np.zeros((2, 2), np.uint8), "rgba8")[0] == \
+        "rgba8 needs a (H, W, 4) array, got shape (2, 2)"
+    assert _error(array_to_image_msg, Image, HDR, np.zeros((2, 2, 3), np.uint8), "mono8")[0] == \
+        "mono8 needs a (H, W) array, got shape (2, 2, 3)"
+    assert _error(array_to_image_msg, Image, HDR, np.zeros((2, 2, 3), np.uint8), "rgba8")[0] == \
+        "rgba8 needs a (H, W, 4) array, got shape (2, 2, 3)"
+    # a single-channel third axis is squeezed for one-channel encodings
+    m = array_to_image_msg(Image, HDR, np.array([[[1], [2]]], np.uint8), "mono8")
+    assert (m.height, m.width, m.step, bytes(m.data)) == (1, 2, 2, bytes([1, 2]))
+    assert _error(array_to_compressed_msg, CompressedImage, HDR, np.zeros((2, 2), np.uint8), "bmp")[0] == \
+        "fmt must be 'jpeg' or 'png', got 'bmp'"
+    assert _error(array_to_compressed_msg, CompressedImage, HDR, np.zeros((2, 2), np.uint16), "jpeg")[0] == \
+        "cannot compress a uint16 array of shape (2, 2) as jpeg"
+    assert _error(array_to_compressed_msg, CompressedImage, HDR, np.zeros((2, 2, 4), np.uint8), "png")[0] == \
+        "cannot compress a uint8 array of shape (2, 2, 4) as png"
+    assert _error(mask_to_msg, Image, HDR, np.zeros((2, 2, 1), np.uint8))[0] == "mask must be (H, W), got shape (2, 2, 1)"
+    assert _error(mask_to_msg, Image, HDR, np.zeros((2, 2), np.float32))[0] == \
+        "mask must hold integer class ids, got dtype float32"
+    assert _error(mask_to_msg, Image, HDR, np.array([[-1, 3]]))[0] == "mask values must lie in 0..255 for mono8, got -1..3"
+    assert _error(mask_to_msg, Image, HDR, np.array([[0, 256]]))[0] == "mask values must lie in 0..255 for mono8, got 0..256"
+    assert _error(detections_to_msg, STANDIN_DETECTION, HDR, DETS, class_id="name")[0] == \
+        "class_id must be 'label' or 'index', got 'name'"
+    with pytest.raises(KeyError) as ei:
+        detections_to_msg({k: v for k, v in STANDIN_DETECTION.items() if k != "Point2D"}, HDR, DETS)
+    assert ei.value.args[0] == ("message class vision_msgs/msg/Point2D missing from `classes` (needs "
+                                + ", ".join(DETECTION_MSG_TYPES) + ")")
+
+
+# ----------------------------------------------------------------------------- edge behaviour, pinned
+
+
+def test_decoding_edges():
+    @dataclass
+    class NoEncoding:
+        header: Header = field(default_factory=lambda: HDR)
+        height: int = 1
+        width: int = 1
+        step: int = 1
+        is_bigendian: int = 0
+        data: bytes = b"\x00"
+
+    text, reason = _error(image_msg_to_array, NoEncoding())
+    assert text.startswith("unsupported image encoding None (supported: ") and reason == DropReason.UNSUPPORTED_ENCODING
+    from ivif_fusion.io.messages import is_compressed
+
+    assert is_compressed(CompressedImage()) and not is_compressed(Image())
+    assert not is_compressed(NoEncoding())                       # neither format nor encoding
+    both = CompressedImage()
+    both.encoding = "mono8"
+    assert not is_compressed(both)                               # an encoding means a raw Image
+
+
+def test_compressed_edges():
+    import cv2
+
+    a = np.random.default_rng(4).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    png = bytes(array_to_compressed_msg(CompressedImage, HDR, a, "png").data)
+
+    @dataclass
+    class DataOnly:  # no format field: detected from the data
+        data: Any
+
+    assert np.array_equal(compressed_to_array(DataOnly(png))[0], a)
+    # data as a 2-D uint8 array (some generators): flattened first
+    two_d = np.frombuffer(png, np.uint8).reshape(1, -1)
+    assert np.array_equal(compressed_to_array(CompressedImage(HDR, "png", two_d))[0], a)
+    # IEND must be in the last 12 bytes: trailing bytes after it mean the stream is not a plain png
+    assert _error(compressed_to_array, CompressedImage(HDR, "png", png + bytes(5))) == (
+        "png data is truncated (no IEND chunk)", DropReason.DECODE_ERROR)
+    # 1x1 grey and 16-bit colour images
+    one = bytes(array_to_compressed_msg(CompressedImage, HDR, np.array([[77]], np.uint8), "png").data)
+    back, enc = compressed_to_array(CompressedImage(HDR, "png", one))
+    assert enc == "mono8" and back.tolist() == [[77]]
+    rgb16 = np.random.default_rng(5).integers(0, 65536, (3, 4, 3), dtype=np.uint16)
+    data16 = cv2.imencode(".png", np.ascontiguousarray(rgb16[..., ::-1]))[1].tobytes()
+    back, enc = compressed_to_array(CompressedImage(HDR, "png", data16))
+    assert enc == "rgb16" and back.dtype == np.uint16 and np.array_equal(back, rgb16)
+
+
+def test_rclpy_style_classes_get_array_bytes():
+    """Classes with rclpy's ``get_fields_and_field_types`` receive array('B') data, others numpy uint8."""
+    import array
+
+    @dataclass
+    class RclpyImage(Image):
+        @classmethod
+        def get_fields_and_field_types(cls) -> dict:
+            return {}
+
+    @dataclass
+    class RclpyCompressed(CompressedImage):
+        @classmethod
+        def get_fields_and_field_types(cls) -> dict:
+            return {}
+
+    m = array_to_image_msg(RclpyImage, HDR, np.array([[1, 2]], np.uint8), "mono8")
+    assert isinstance(m.data, array.array) and m.data.typecode == "B" and m.data.tolist() == [1, 2]
+    m = array_to_image_msg(Image, HDR, np.array([[1, 2]], np.uint8), "mono8")
+    assert isinstance(m.data, np.ndarray) and m.data.dtype == np.uint8 and m.data.tolist() == [1, 2]
+    c = array_to_compressed_msg(RclpyCompressed, HDR, np.zeros((2, 2), np.uint8), "png")
+    assert isinstance(c.data, array.array) and bytes(c.data[:8]) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_builder_byte_layout():
+    a = np.array([[0x0102, 0xA0B0]], np.uint16)
+    le = array_to_image_msg(Image, HDR, a, "mono16")
+    assert (le.is_bigendian, le.step, bytes(le.data)) == (0, 4, bytes([0x02, 0x01, 0xB0, 0xA0]))
+    be = array_to_image_msg(Image, HDR, a, "mono16", big_endian=True)
+    assert (be.is_bigendian, bytes(be.data)) == (1, bytes([0x01, 0x02, 0xA0, 0xB0]))
+    f = array_to_image_msg(Image, HDR, np.array([[1.0]], np.float32), "32FC1")
+    assert (f.step, bytes(f.data)) == (4, np.array([1.0], "<f4").tobytes())
+    m8 = array_to_image_msg(Image, HDR, np.array([[1, 2]], np.uint8), "mono8", big_endian=True)
+    assert m8.is_bigendian == 0   # one-byte pixels have no byte order
+
+
+def test_compressed_builder_formats_and_quality():
+    rng = np.random.default_rng(6)
+    a = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    default = array_to_compressed_msg(CompressedImage, HDR, a)
+    assert default.format == "rgb8; jpeg compressed bgr8"
+    assert default.header == HDR and default.header is not HDR
+    assert bytes(default.data) == bytes(array_to_compressed_msg(CompressedImage, HDR, a, "jpeg", 90).data)
+    low = len(array_to_compressed_msg(CompressedImage, HDR, a, "jpeg", 20).data)
+    high = len(array_to_compressed_msg(CompressedImage, HDR, a, "jpeg", 95).data)
+    assert low < len(default.data) < high
+    grey = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    assert array_to_compressed_msg(CompressedImage, HDR, grey, "jpeg").format == "mono8; jpeg compressed mono8"
+    assert array_to_compressed_msg(CompressedImage, HDR, grey, "png").format == "mono8; png compressed mono8"
+    g16 = rng.integers(0, 65536, (8, 8), dtype=np.uint16)
+    m = array_to_compressed_msg(CompressedImage, HDR, g16, "png")
+    assert m.format == "mono16; png compressed mono16" and np.array_equal(compressed_to_array(m)[0], g16)
+
+
+def test_normalization_errors_become_conversion_errors(monkeypatch):
+    """An ImageError from the normalization step keeps its non_finite reason; any other is a decode error."""
+    import ivif_fusion.io.messages as messages
+    from ivif_fusion.imageops import ImageError
+
+    msg = array_to_image_msg(Image, HDR, np.zeros((2, 2), np.uint8), "mono8")
+    for reason, want in (("non_finite", DropReason.NON_FINITE), ("bad_shape", DropReason.DECODE_ERROR)):
+        def fail(img, *args, _reason=reason):  # noqa: ANN001, ANN202
+            raise ImageError("broken", reason=_reason)
+
+        monkeypatch.setattr(messages, "normalize_thermal", fail)
+        monkeypatch.setattr(messages, "normalize_visible", fail)
+        for stream in ("thermal", "visible"):
+            assert _error(msg_to_frame, msg, stream) == (f"{stream} image (mono8): broken", want)
+
+
+def test_detection_pose_and_reading_back_edge_cases():
+    msg = detections_to_msg(STANDIN_DETECTION, HDR, DETS[:1])
+    pose = msg.detections[0].results[0].pose
+    p, q = pose.pose.position, pose.pose.orientation
+    assert (p.x, p.y, p.z) == (20.0, 40.0, 0.0) and (q.x, q.y, q.z, q.w) == (0.0, 0.0, 0.0, 1.0)
+    assert pose.covariance.shape == (36,) and pose.covariance.dtype == np.float64 and not pose.covariance.any()
+    assert msg.detections[0].bbox.size_x == 20.0
+
+    def det(results: list) -> object:
+        bbox = STANDIN_DETECTION["BoundingBox2D"](
+            center=STANDIN_DETECTION["Pose2D"](position=STANDIN_DETECTION["Point2D"](x=5.0, y=6.0), theta=0.0),
+            size_x=2.0, size_y=4.0)
+        return STANDIN_DETECTION["Detection2D"](header=HDR, results=results, bbox=bbox, id="")
+
+    def hyp(class_id: str, score: float) -> object:
+        return STANDIN_DETECTION["ObjectHypothesisWithPose"](
+            hypothesis=STANDIN_DETECTION["ObjectHypothesis"](class_id=class_id, score=score), pose=None)
+
+    arr = STANDIN_DETECTION["Detection2DArray"](header=HDR, detections=[
+        det([]), det([hyp("-3", 0.5)]), det([hyp("abc", 0.25)]), det([hyp("7", 0.75)]), det([hyp("car", 1.0)]),
+        det([hyp("X5", 0.125)])])
+    back = msg_to_detections(arr, labels=["person", "car"])
+    assert [(d.class_id, d.label, d.score) for d in back] == [
+        (-1, "", 0.0), (-3, "-3", 0.5), (-1, "abc", 0.25), (7, "7", 0.75), (1, "car", 1.0), (-1, "X5", 0.125)]
+    assert (back[0].x1, back[0].y1, back[0].x2, back[0].y2) == (4.0, 4.0, 6.0, 8.0)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ivif_fusion.config import TaskConfig, runtime_defaults
-from ivif_fusion.io import bags
+from ivif_fusion.io import bags, fault_bag
+from ivif_fusion.io.messages import stamp_ns
 from ivif_fusion.replay import replay
 from ivif_fusion.report import write_report
 from ivif_fusion.runtime.pipeline import PairSizeMismatch
@@ -39,14 +40,14 @@ def _affected(side: dict) -> set[int]:
 @pytest.mark.parametrize("storage,variant", [("sqlite3", {}), ("mcap", {}),
                                              ("mcap", {"compressed_visible": True, "thermal_encoding": "mono16"})])
 def test_replay_accounts_for_every_frame_and_copies_headers(pairs_dir, tmp_path, random_vfn_ckpt, storage, variant):
-    opts = bags.MakeBagOptions(storage=storage, seed=11, jitter_ms=4, **FAULTS, **variant)
-    made = bags.make_bag(pairs_dir, tmp_path / "in", opts, progress=False)
-    side = bags.load_sidecar(made.sidecar)
+    opts = fault_bag.MakeBagOptions(storage=storage, seed=11, jitter_ms=4, **FAULTS, **variant)
+    made = fault_bag.make_bag(pairs_dir, tmp_path / "in", opts, progress=False)
+    side = fault_bag.load_sidecar(made.sidecar)
     assert {f["kind"] for f in side["faults"]} >= {"drop", "duplicate"} or len(side["faults"]) >= 3
     cfg = _cfg(random_vfn_ckpt, **{"replay.storage": storage})
     s = replay(made.bag, cfg, tmp_path / "out", progress=False)
 
-    expected = bags.expected_accounting(side, "approximate", 0.05)
+    expected = fault_bag.expected_accounting(side, "approximate", 0.05)
     assert expected is not None
     # exact accounting, per stream and per reason, equal to what make-bag injected
     for st in ("thermal", "visible"):
@@ -64,7 +65,7 @@ def test_replay_accounts_for_every_frame_and_copies_headers(pairs_dir, tmp_path,
     out = bags.read_all(s.output_bag)
     assert {m.topic for m in out} == {"/ivif/fused/fusion"}
     want = [side["frames"][i]["thermal_stamp_ns"] for i in range(N - 1) if i not in _affected(side)]
-    got = [bags.header_stamp_ns(m.msg.header) for m in out]
+    got = [stamp_ns(m.msg.header) for m in out]
     assert got == want
     assert {m.msg.header.frame_id for m in out} == {"thermal_optical_frame"}
     m0 = out[0].msg
@@ -84,16 +85,16 @@ def test_replay_accounts_for_every_frame_and_copies_headers(pairs_dir, tmp_path,
 
 
 def test_rgb_reference_and_exact_mode(pairs_dir, tmp_path, random_vfn_ckpt):
-    made = bags.make_bag(pairs_dir, tmp_path / "in", bags.MakeBagOptions(jitter_ms=0, seed=2, drop=0.3),
+    made = fault_bag.make_bag(pairs_dir, tmp_path / "in", fault_bag.MakeBagOptions(jitter_ms=0, seed=2, drop=0.3),
                          progress=False)
-    side = bags.load_sidecar(made.sidecar)
+    side = fault_bag.load_sidecar(made.sidecar)
     cfg = _cfg(random_vfn_ckpt, **{"sync.mode": "exact", "sync.reference": "visible", "replay.metrics_pairs": 0})
     s = replay(made.bag, cfg, tmp_path / "out", progress=False)
-    exp = bags.expected_accounting(side, "exact")
+    exp = fault_bag.expected_accounting(side, "exact")
     assert exp is not None and exp["pairs"] == N - len(side["faults"])  # exact: the last pair is emitted too
     assert s.pairs_fused == exp["pairs"] and s.matches_injected
     out = bags.read_all(s.output_bag)
-    assert [bags.header_stamp_ns(m.msg.header) for m in out] == [
+    assert [stamp_ns(m.msg.header) for m in out] == [
         f["visible_stamp_ns"] for f in side["frames"] if f["index"] not in _affected(side)]
     assert {m.msg.header.frame_id for m in out} == {"rgb_optical_frame"}
 
@@ -130,9 +131,9 @@ class PerfectDetector:
 
 def test_detections_written_and_map_from_sidecar(msrs_root, tmp_path):
     names = ["00004N.png", "00008N.png", "00012N.png", "00016N.png", "00020N.png", "00024N.png"]
-    made = bags.make_bag(msrs_root, tmp_path / "in", bags.MakeBagOptions(max_side=160, storage="mcap"), names=names,
+    made = fault_bag.make_bag(msrs_root, tmp_path / "in", fault_bag.MakeBagOptions(max_side=160, storage="mcap"), names=names,
                          labels_dir=msrs_root / "labels_det" / "fusion", progress=False)
-    side = bags.load_sidecar(made.sidecar)
+    side = fault_bag.load_sidecar(made.sidecar)
     cfg = runtime_defaults({"replay.metrics_pairs": 0})
     s = replay(made.bag, cfg, tmp_path / "out", pipeline=PerfectDetector(side), progress=False)
     assert s.pairs_fused == len(names) - 1  # the last pair is still waiting at end of stream
@@ -144,7 +145,7 @@ def test_detections_written_and_map_from_sidecar(msrs_root, tmp_path):
     from ivif_fusion.io.messages import msg_to_detections
 
     f0 = side["frames"][0]
-    assert bags.header_stamp_ns(out[0].msg.header) == f0["thermal_stamp_ns"]
+    assert stamp_ns(out[0].msg.header) == f0["thermal_stamp_ns"]
     dets = msg_to_detections(out[0].msg, side["classes"])
     assert [d.class_id for d in dets] == [b[0] for b in f0["boxes"]]
     assert dets[0].x1 == pytest.approx(f0["boxes"][0][1]) and dets[0].y2 == pytest.approx(f0["boxes"][0][4])
@@ -153,8 +154,8 @@ def test_detections_written_and_map_from_sidecar(msrs_root, tmp_path):
 
 
 def test_pipeline_errors_and_size_mismatch_are_accounted(pairs_dir, tmp_path, random_vfn_ckpt):
-    made = bags.make_bag(pairs_dir, tmp_path / "in", bags.MakeBagOptions(), progress=False)
-    side = bags.load_sidecar(made.sidecar)
+    made = fault_bag.make_bag(pairs_dir, tmp_path / "in", fault_bag.MakeBagOptions(), progress=False)
+    side = fault_bag.load_sidecar(made.sidecar)
     for f in side["frames"]:
         f["boxes"] = []
     side["classes"] = ["person"]
@@ -175,9 +176,9 @@ def test_pipeline_errors_and_size_mismatch_are_accounted(pairs_dir, tmp_path, ra
     with bags.BagWriter(tmp_path / "mm", "sqlite3") as w:
         for k in range(5):
             t = 1_000_000_000 + k * 100_000_000
-            w.write(bags.THERMAL_TOPIC, t, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "th"),
+            w.write(bags.THERMAL_TOPIC, t, array_to_image_msg(ts[bags.IMAGE], fault_bag.bag_header(t, "th"),
                                                               np.full((H, W), 100, np.uint8), "mono8"))
-            w.write(bags.RGB_TOPIC, t + 1, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "visible"),
+            w.write(bags.RGB_TOPIC, t + 1, array_to_image_msg(ts[bags.IMAGE], fault_bag.bag_header(t, "visible"),
                                                               np.full((H // 2, W // 2, 3), 90, np.uint8), "rgb8"))
     s = replay(tmp_path / "mm", _cfg(random_vfn_ckpt, **{"replay.metrics_pairs": 0}), tmp_path / "o2", progress=False)
     for st in ("thermal", "visible"):
@@ -199,9 +200,9 @@ def test_undecodable_message_is_an_accounted_drop(tmp_path, random_vfn_ckpt):
             if k == 1:
                 w.write_raw(bags.THERMAL_TOPIC, t, b"\x00\x01\x00\x00garbage")
             else:
-                w.write(bags.THERMAL_TOPIC, t, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "th"),
+                w.write(bags.THERMAL_TOPIC, t, array_to_image_msg(ts[bags.IMAGE], fault_bag.bag_header(t, "th"),
                                                                   np.full((H, W), 80, np.uint8), "mono8"))
-            w.write(bags.RGB_TOPIC, t + 1, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "visible"),
+            w.write(bags.RGB_TOPIC, t + 1, array_to_image_msg(ts[bags.IMAGE], fault_bag.bag_header(t, "visible"),
                                                               np.full((H, W, 3), 90, np.uint8), "rgb8"))
     s = replay(tmp_path / "g", _cfg(random_vfn_ckpt, **{"replay.metrics_pairs": 0}), tmp_path / "o", progress=False)
     assert s.accounting["thermal"]["dropped"] == {"decode_error": 1}
@@ -250,7 +251,7 @@ def test_cli_bad_bags(case, pairs_dir, tmp_path, random_vfn_ckpt, capsys):
         bag.mkdir()
         (bag / "readme.txt").write_text("hello")
     else:
-        made = bags.make_bag(pairs_dir, bag, bags.MakeBagOptions(storage="mcap"), progress=False)
+        made = fault_bag.make_bag(pairs_dir, bag, fault_bag.MakeBagOptions(storage="mcap"), progress=False)
         if case == "missing_topic":
             extra = ["--set", "replay.visible_topic=/camera/color"]
         elif case == "truncated":
@@ -271,7 +272,7 @@ def test_cli_bad_bags(case, pairs_dir, tmp_path, random_vfn_ckpt, capsys):
 
 def test_bag_damaged_mid_file_keeps_partial_report(pairs_dir, tmp_path, random_vfn_ckpt, capsys):
     """A sqlite3 bag whose data pages are damaged: what could be read is reported, then ERROR and exit 1."""
-    made = bags.make_bag(pairs_dir, tmp_path / "b", bags.MakeBagOptions(), progress=False)
+    made = fault_bag.make_bag(pairs_dir, tmp_path / "b", fault_bag.MakeBagOptions(), progress=False)
     db = next(made.bag.glob("*.db3"))
     raw = bytearray(db.read_bytes())
     start = (len(raw) * 6 // 10) // 4096 * 4096

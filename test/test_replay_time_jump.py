@@ -9,6 +9,13 @@ from ivif_fusion.replay import replay
 H, W = 32, 48
 
 
+def _header(stamp_ns: int, frame_id: str):  # noqa: ANN202
+    from ivif_fusion.io.messages import make_header
+
+    types = bags.typestore().types
+    return make_header(types[bags.HEADER], types[bags.TIME], stamp_ns, frame_id)
+
+
 def _write(path, stamps_s: list[float]) -> None:  # noqa: ANN001
     from ivif_fusion.io.messages import array_to_image_msg
 
@@ -18,9 +25,9 @@ def _write(path, stamps_s: list[float]) -> None:  # noqa: ANN001
         for k, t_s in enumerate(stamps_s):
             t = int(round(t_s * 1e9))
             log += 100_000_000   # the recorder's clock keeps going; the cameras' stamps jump back
-            w.write(bags.THERMAL_TOPIC, log, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "th"),
+            w.write(bags.THERMAL_TOPIC, log, array_to_image_msg(ts[bags.IMAGE], _header(t, "th"),
                                                                 np.full((H, W), 60 + k, np.uint8), "mono8"))
-            w.write(bags.RGB_TOPIC, log + 1, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "vi"),
+            w.write(bags.RGB_TOPIC, log + 1, array_to_image_msg(ts[bags.IMAGE], _header(t, "vi"),
                                                                 np.full((H, W, 3), 90, np.uint8), "rgb8"))
 
 
@@ -57,14 +64,14 @@ def test_replay_counts_frames_held_at_the_jump(tmp_path, random_vfn_ckpt):
     img = {"t": np.full((H, W), 60, np.uint8), "v": np.full((H, W, 3), 90, np.uint8)}
     with bags.BagWriter(tmp_path / "h", "sqlite3") as w:
         log = 10**9
-        w.write(bags.THERMAL_TOPIC, log, array_to_image_msg(ts[bags.IMAGE], bags.make_header(100 * 10**9, "th"),
+        w.write(bags.THERMAL_TOPIC, log, array_to_image_msg(ts[bags.IMAGE], _header(100 * 10**9, "th"),
                                                             img["t"], "mono8"))
         for k in range(3):
             t = (3 + k) * 10**9
             log += 100_000_000
-            w.write(bags.THERMAL_TOPIC, log, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "th"),
+            w.write(bags.THERMAL_TOPIC, log, array_to_image_msg(ts[bags.IMAGE], _header(t, "th"),
                                                                 img["t"], "mono8"))
-            w.write(bags.RGB_TOPIC, log + 1, array_to_image_msg(ts[bags.IMAGE], bags.make_header(t, "vi"),
+            w.write(bags.RGB_TOPIC, log + 1, array_to_image_msg(ts[bags.IMAGE], _header(t, "vi"),
                                                                 img["v"], "rgb8"))
     cfg = runtime_defaults({"pipeline.backbone_weights": str(random_vfn_ckpt), "replay.metrics_pairs": 0,
                             "replay.sample_frames": 0, "sync.mode": "exact"})

@@ -5,7 +5,7 @@ one example; the ``# check:`` lines after it are Python expressions over ``cfg``
 RuntimeConfig), ``name`` (its fully qualified name) and ``topics`` (what it subscribes and
 publishes, after remapping); ``# error:`` is a text the node prints when it exits with code 2.
 Examples with checks run in this process through the node's own parameter declaration
-(ivif_fusion.ros.declare) and topic names (ivif_fusion.ros.topics, convert.output_topics) on a
+(ivif_fusion.ros.declare) and topic names (ivif_fusion.ros.topics, stream.outputs.task_outputs) on a
 bare rclpy node, without loading a model; examples with errors run the real node. ``yaml``
 blocks whose first line is ``# <file>.yaml`` are written to that file first. ``ros2 launch``
 arguments must be launch arguments, ``ros2 lifecycle set`` transitions must exist.
@@ -79,10 +79,10 @@ def _probe(argv: list[str]) -> dict:
     from rclpy.node import Node
     from sensor_msgs.msg import CameraInfo, Image
 
-    from ivif_fusion.ros.convert import output_topics
     from ivif_fusion.ros.declare import declare_node_parameters
     from ivif_fusion.ros.fusion_node import NODE_NAME
     from ivif_fusion.ros.topics import camera_info_topic, input_topic
+    from ivif_fusion.stream.outputs import task_outputs
 
     ctx = rclpy.Context()
     rclpy.init(args=["fusion_node", *argv], context=ctx, domain_id=int(ENV["ROS_DOMAIN_ID"]))
@@ -98,11 +98,11 @@ def _probe(argv: list[str]) -> dict:
         topics["camera_info"] = node.create_subscription(CameraInfo, camera_info_topic(ref, node.resolve_topic_name), print,
                                                          10).topic_name
         for task in cfg.pipeline.task_configs():
-            for out, topic in output_topics(task.name, task.kind, cfg.ros).items():
-                topics[f"{out}/{task.name}"] = node.create_publisher(Image, topic, 10).topic_name
-                if out == "fused":
+            for o in task_outputs(task.name, task.kind, cfg.ros, "~"):
+                topics[f"{o.kind}/{task.name}"] = node.create_publisher(Image, o.topic, 10).topic_name
+                if o.kind == "fused":
                     topics[f"fused/{task.name}/camera_info"] = node.create_publisher(
-                        CameraInfo, f"{topic}/camera_info", 10).topic_name
+                        CameraInfo, f"{o.topic}/camera_info", 10).topic_name
         result = {"cfg": cfg, "name": node.get_fully_qualified_name(), "topics": topics}
         node.destroy_node()
         return result

@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "test"))
+from ivif_fusion.ros.camera_rig import RGB_FRAME, THERMAL_FRAME, MessageFactory, Send, load_pairs, schedule
 
-from ros_fixtures.pair_publisher import (RGB_FRAME, THERMAL_FRAME, MessageFactory, Send,  # noqa: E402
-                                         load_pairs, schedule)
+ROOT = Path(__file__).resolve().parents[1]
 
 PROFILE = ROOT / "config" / "fastdds_localhost.xml"
 DOMAIN_ID = random.SystemRandom().randint(10, 100)   # per run: concurrent runs on this machine do not meet
@@ -65,14 +63,14 @@ def _pair(stamp: int = 5):
 
 
 def test_accounting_balances_with_superseded_and_errors():
-    from ivif_fusion.ros.accounting import NodeAccounting
     from ivif_fusion.runtime.sync import Synchronizer
+    from ivif_fusion.stream.accounting import LatestPairAccounting as NodeAccounting
     from ivif_fusion.types import DropReason, Frame
 
     acc = NodeAccounting(Synchronizer("exact", 10, None))
     for k in (1, 2, 3):
         for s in ("thermal", "visible"):
-            acc.push(Frame(k, "f", np.zeros((2, 2), np.float32), "mono8", s))
+            acc.hand_over(Frame(k, "f", np.zeros((2, 2), np.float32), "mono8", s))
     acc.reject("visible", 9, DropReason.UNSUPPORTED_ENCODING, "yuv422")
     snap = acc.snapshot()
     # Three exact pairs went through the one-pair slot: the first two were superseded, one waits.
@@ -84,9 +82,9 @@ def test_accounting_balances_with_superseded_and_errors():
     assert pair.thermal.stamp_ns == 3
     acc.done(pair)
     for s in ("thermal", "visible"):
-        acc.push(Frame(4, "f", np.zeros((2, 2), np.float32), "mono8", s))
+        acc.hand_over(Frame(4, "f", np.zeros((2, 2), np.float32), "mono8", s))
     acc.done(acc.take(timeout=0), DropReason.PIPELINE_ERROR, "boom")
-    acc.push(Frame(5, "f", np.zeros((2, 2), np.float32), "mono8", "thermal"))
+    acc.hand_over(Frame(5, "f", np.zeros((2, 2), np.float32), "mono8", "thermal"))
     snap = acc.snapshot()
     assert snap["streams"]["thermal"] == {"received": 5, "paired": 1, "pending": 1,
                                           "dropped": {"pipeline_error": 1, "superseded": 2}}
@@ -94,27 +92,34 @@ def test_accounting_balances_with_superseded_and_errors():
     assert acc.snapshot()["streams"]["thermal"]["dropped"]["unflushed"] == 1
 
 
-def test_result_messages_copy_header_and_encode():
+def test_output_plan_copies_reference_header_and_encodes():
     from ivif_fusion.config import RosConfig
     from ivif_fusion.io.messages import stamp_ns
-    from ivif_fusion.ros.convert import result_messages, ros_classes
+    from ivif_fusion.ros.convert import ros_classes
+    from ivif_fusion.stream.outputs import OutputPlan
     from ivif_fusion.types import Detection, Result, TaskOutput
 
     c = ros_classes()
-    header = c["Header"](stamp=c["Time"](sec=12, nanosec=345), frame_id="thermal_optical")
+    kinds_of = {"det": "detection", "seg": "segmentation"}
+
+    def result_messages(result, ros):  # noqa: ANN001, ANN202 - (kind, task, message)
+        plan = OutputPlan(c, kinds_of, ros, "thermal", "~")
+        return [(o.kind, o.task, m) for o, m in plan.messages(result)]
+
     fused = np.zeros((4, 6, 3), np.uint8)
     fused[..., 0] = 200  # red
     mask = np.arange(24, dtype=np.uint8).reshape(4, 6)
-    res = Result(_pair(), {
+    pair = _pair(12 * 10**9 + 345)
+    res = Result(pair, {
         "det": TaskOutput(fused, [Detection(2, "car", 0.75, 1.0, 2.0, 5.0, 4.0)]),
         "seg": TaskOutput(fused, None, mask),
     })
-    msgs = result_messages(c, res, header, RosConfig(fused_encoding="bgr8"))
+    msgs = result_messages(res, RosConfig(fused_encoding="bgr8"))
     kinds = [(k, t) for k, t, _ in msgs]
     assert kinds == [("fused", "det"), ("detections", "det"), ("fused", "seg"), ("mask", "seg")]
     for _, _, m in msgs:
         assert stamp_ns(m.header) == 12 * 10**9 + 345 and m.header.frame_id == "thermal_optical"
-        assert m.header is not header
+    assert len({id(m.header) for _, _, m in msgs}) == len(msgs)  # every message has its own header
     f = msgs[0][2]
     assert (f.encoding, f.width, f.height, f.step) == ("bgr8", 6, 4, 18)
     assert bytes(f.data[:3]) == bytes([0, 0, 200])  # BGR order on the wire
@@ -123,14 +128,19 @@ def test_result_messages_copy_header_and_encode():
     assert (d.results[0].hypothesis.class_id, d.results[0].hypothesis.score) == ("car", 0.75)
     m = msgs[3][2]
     assert m.encoding == "mono8" and bytes(m.data) == mask.tobytes()
-    assert [k for k, _, _ in result_messages(c, res, header, RosConfig(publish_fused=False,
-                                                                       publish_masks=False))] == ["detections"]
+    assert [k for k, _, _ in result_messages(res, RosConfig(publish_fused=False,
+                                                            publish_masks=False))] == ["detections"]
+    # the visible reference: its stamp and frame_id
+    plan = OutputPlan(c, kinds_of, RosConfig(), "visible", "~")
+    header = plan.header(pair)
+    assert (stamp_ns(header), header.frame_id) == (12 * 10**9 + 346, "rgb_optical")
+    assert [o.topic for o in plan.outputs] == ["~/fused/det", "~/detections/det", "~/fused/seg", "~/mask/seg"]
 
 
 def test_diagnostics_message_lists_every_reason():
-    from ivif_fusion.ros.accounting import NodeAccounting
     from ivif_fusion.ros.convert import diagnostics_msg, parse_diagnostics, ros_classes
     from ivif_fusion.runtime.sync import Synchronizer
+    from ivif_fusion.stream.accounting import LatestPairAccounting as NodeAccounting
     from ivif_fusion.types import DropReason
 
     c = ros_classes()
@@ -367,7 +377,7 @@ def live(tmp_path_factory, ros_client, random_vfn_ckpt, pairs):  # noqa: ANN001,
 
 
 def _send(client: Client, pubs: dict, factory: MessageFactory, sends: list[Send]) -> None:
-    from ros_fixtures.pair_publisher import run
+    from ivif_fusion.ros.camera_rig import run
 
     run(pubs, factory, sends)
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
 
 from ros_fixtures.live import Client, NodeProcess, ros_env  # noqa: E402
-from ros_fixtures.pair_publisher import MessageFactory, Send, load_pairs, run  # noqa: E402
+from ivif_fusion.ros.camera_rig import MessageFactory, Send, load_pairs, run  # noqa: E402
 
 ENV = ros_env()
 DOMAIN_ID = int(ENV["ROS_DOMAIN_ID"])

@@ -85,7 +85,7 @@ def test_time_jump_warns_for_the_window_then_clears():
 
 
 def test_latency_window_mean_and_warning():
-    from ivif_fusion.ros.accounting import StageStats
+    from ivif_fusion.metrics.latency import StageStats
 
     h = _health(latency_warn_ms=100.0)
     rep = h.update(1.0, _snap(9, 9, {}, 9, 9, {}, {"node_total": StageStats(4, 200.0, 80.0, 50.0)}))

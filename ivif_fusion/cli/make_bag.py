@@ -10,7 +10,7 @@ HELP = "write a ROS 2 bag from a paired folder (ir/, vi/) with stamp jitter and 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..io.bags import MakeBagOptions
+    from ..io.fault_bag import MakeBagOptions
 
     d = MakeBagOptions()
     p.add_argument("--pairs", required=True, help="folder with ir/ and vi/ (identical file names)")
@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.paired import PairedFolder
     from ..data.splits import msrs_split
-    from ..io.bags import MakeBagOptions, make_bag
+    from ..io.fault_bag import MakeBagOptions, make_bag
 
     names = args.names
     if names is None:

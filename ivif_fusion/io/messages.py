@@ -186,10 +186,8 @@ def compressed_to_array(msg: Any) -> tuple[np.ndarray, str]:
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise ConversionError(f"could not decode {kind} data ({data.size} bytes)")
-    if img.ndim == 2:
+    if img.ndim == 2:  # OpenCV returns grey images as (H, W), colour ones as (H, W, 3|4)
         return img, "mono16" if img.dtype == np.uint16 else "mono8"
-    if img.shape[2] == 1:
-        return img[..., 0].copy(), "mono16" if img.dtype == np.uint16 else "mono8"
     rgb = np.ascontiguousarray(img[..., 2::-1])  # BGR(A) -> RGB, alpha dropped
     return rgb, "rgb16" if rgb.dtype == np.uint16 else "rgb8"
 
@@ -222,7 +220,7 @@ def msg_to_frame(msg: Any, stream: str, *, thermal_mode16: str = "percentile") -
         bad = int(np.size(img) - np.isfinite(img).sum())
         raise ConversionError(f"{stream} image ({enc}) has {bad} NaN/inf pixels", DropReason.NON_FINITE)
     try:
-        out = normalize_thermal(img, thermal_mode16) if stream == "thermal" else normalize_visible(img, "rgb")
+        out = normalize_thermal(img, thermal_mode16) if stream == "thermal" else normalize_visible(img)
     except ImageError as e:
         reason = DropReason.NON_FINITE if e.reason == "non_finite" else DropReason.DECODE_ERROR
         raise ConversionError(f"{stream} image ({enc}): {e}", reason) from e
@@ -297,12 +295,11 @@ def mask_to_msg(cls: type, header: Any, mask: np.ndarray) -> Any:
     m = np.asarray(mask)
     if m.ndim != 2:
         raise ValueError(f"mask must be (H, W), got shape {m.shape}")
-    if m.dtype == np.bool_:
-        m = m.astype(np.uint8)
-    elif not np.issubdtype(m.dtype, np.integer):
-        raise ValueError(f"mask must hold integer class ids, got dtype {m.dtype}")
-    elif m.size and (m.min() < 0 or m.max() > 255):
-        raise ValueError(f"mask values must lie in 0..255 for mono8, got {m.min()}..{m.max()}")
+    if m.dtype != np.bool_:
+        if not np.issubdtype(m.dtype, np.integer):
+            raise ValueError(f"mask must hold integer class ids, got dtype {m.dtype}")
+        if m.size and (m.min() < 0 or m.max() > 255):
+            raise ValueError(f"mask values must lie in 0..255 for mono8, got {m.min()}..{m.max()}")
     return array_to_image_msg(cls, header, m.astype(np.uint8), "mono8")
 
 
@@ -319,7 +316,7 @@ def _cls(classes: Mapping[str, type], name: str) -> type:
     try:
         return classes[name]
     except KeyError:
-        short = name.rsplit("/", 1)[-1]
+        short = name.split("/")[-1]
         if short in classes:
             return classes[short]
         raise KeyError(f"message class {name} missing from `classes` (needs {', '.join(DETECTION_MSG_TYPES)})") \
@@ -340,7 +337,7 @@ def detections_to_msg(classes: Mapping[str, type], header: Any, detections: Iter
     """
     if class_id not in ("label", "index"):
         raise ValueError(f"class_id must be 'label' or 'index', got {class_id!r}")
-    c = {n.rsplit("/", 1)[-1]: _cls(classes, n) for n in DETECTION_MSG_TYPES}
+    c = {n.split("/")[-1]: _cls(classes, n) for n in DETECTION_MSG_TYPES}
     out = []
     for d in detections:
         cx, cy = (d.x1 + d.x2) / 2.0, (d.y1 + d.y2) / 2.0

@@ -1,5 +1,6 @@
-"""ROS-side glue around the core conversions in :mod:`ivif_fusion.io.messages`.
+"""ROS-side glue: the rclpy message classes the node uses and its diagnostics message.
 
+Output messages are built by :class:`ivif_fusion.stream.outputs.OutputPlan` (shared with replay).
 The functions that build messages take the message classes as a mapping, so they run with
 rclpy's generated classes in the node and with any stand-in classes in tests;
 :func:`ros_classes` is the only function here that imports ROS message packages.
@@ -8,10 +9,6 @@ rclpy's generated classes in the node and with any stand-in classes in tests;
 from __future__ import annotations
 
 from typing import Any, Mapping
-
-from ..config import RosConfig
-from ..io.messages import array_to_image_msg, detections_to_msg, mask_to_msg
-from ..types import Result
 
 # Stages reported in diagnostics besides the pipeline's own (Result.timings_ms).
 NODE_STAGES = ("decode", "wait", "publish", "node_total")
@@ -44,41 +41,9 @@ def ros_classes() -> dict[str, Any]:
     return classes
 
 
-def output_topics(task: str, kind: str, ros: RosConfig) -> dict[str, str]:
-    """Which outputs a task publishes: {"fused"|"detections"|"mask": private topic name}."""
-    topics = {}
-    if ros.publish_fused:
-        topics["fused"] = f"~/fused/{task}"
-    if ros.publish_detections and kind == "detection":
-        topics["detections"] = f"~/detections/{task}"
-    if ros.publish_masks and kind == "segmentation":
-        topics["mask"] = f"~/mask/{task}"
-    return topics
-
-
-def result_messages(classes: Mapping[str, Any], result: Result, header: Any, ros: RosConfig,
-                    ) -> list[tuple[str, str, Any]]:
-    """(output kind, task, message) for every output of ``result``, each with a copy of ``header``.
-
-    Fused images go out as ``ros.fused_encoding`` (rgb8/bgr8), detections as vision_msgs
-    Detection2DArray, masks as mono8 class-id images. Outputs that a task does not produce
-    (``None``) or that ``ros`` disables are skipped.
-    """
-    out = []
-    image_cls = classes["sensor_msgs/msg/Image"]
-    for task, to in result.outputs.items():
-        if ros.publish_fused and to.fused_rgb is not None:
-            out.append(("fused", task, array_to_image_msg(image_cls, header, to.fused_rgb, ros.fused_encoding)))
-        if ros.publish_detections and to.detections is not None:
-            out.append(("detections", task, detections_to_msg(classes, header, to.detections)))
-        if ros.publish_masks and to.mask is not None:
-            out.append(("mask", task, mask_to_msg(image_cls, header, to.mask)))
-    return out
-
-
 def diagnostics_msg(classes: Mapping[str, Any], header: Any, name: str, snapshot: dict, *, backend: str = "",
                     level: int | None = None, message: str = "") -> Any:
-    """DiagnosticArray from a :meth:`NodeAccounting.snapshot`.
+    """DiagnosticArray from a :meth:`~ivif_fusion.stream.accounting.PairAccounting.snapshot`.
 
     Two statuses: ``<name>: pairing`` with ``<stream>.received``, ``<stream>.paired``,
     ``<stream>.pending`` and ``<stream>.dropped.<reason>`` (every reason, zeros included) plus

@@ -10,9 +10,10 @@ Subscription callbacks only decode and pair (cheap); inference runs on a worker 
 always takes the newest pair, so callbacks and timers never wait on the model. Parameters are
 declared by :mod:`ivif_fusion.ros.declare` (defaults from ``config_file``, overrides win, an
 unknown one is an error). Bad input never kills the node: every message ends as part of a
-published pair or as a counted drop (see :mod:`ivif_fusion.ros.accounting`), reported on
-``/diagnostics`` with the health of each input (:mod:`ivif_fusion.ros.diagnostics`). Stamps
-going back start a new timeline (:mod:`ivif_fusion.runtime.time_jump`).
+published pair or as a counted drop (see :mod:`ivif_fusion.stream.accounting`), reported on
+``/diagnostics`` with the health of each input (:mod:`ivif_fusion.ros.diagnostics`). The decode,
+accounting and output steps are the ones ``ivif replay`` uses (:mod:`ivif_fusion.stream`), time
+jumps included (stamps going back start a new timeline, :mod:`ivif_fusion.runtime.time_jump`).
 
 The work is split in the phases of a managed node: :meth:`FusionNode.configure` (pipeline and
 weights), :meth:`~FusionNode.activate` (publishers, subscriptions, worker, timer),
@@ -43,14 +44,14 @@ from rclpy.qos import QoSProfile
 
 from ..config import ConfigError, RuntimeConfig
 from ..errors import is_user_error
-from ..io.messages import ConversionError, make_header, msg_to_frame, stamp_ns
 from ..runtime.stream_health import StreamHealth
 from ..runtime.sync import Synchronizer
-from ..runtime.time_jump import STALE_DETAIL, TimeJumpGuard, Verdict
-from ..types import DropReason, Pair
-from .accounting import NodeAccounting
+from ..stream.accounting import LatestPairAccounting
+from ..stream.decode import decode_or_drop
+from ..stream.outputs import OutputPlan
+from ..types import Drop, DropReason, Pair
 from .camera_info import CameraInfoRelay
-from .convert import output_topics, result_messages, ros_classes
+from .convert import ros_classes
 from .declare import declare_node_parameters
 from .diagnostics import node_diagnostics, pipeline_errors_finding
 from .qos import describe_qos, qos_profile
@@ -62,10 +63,18 @@ PARAMETER_HINT = ("tasks are plain parameters: -p 'pipeline.tasks:=[det, seg]' -
 
 
 class FusionNode(Node):
-    """Thermal/RGB fusion node; see the module docstring. Raises ConfigError/UserError on bad setup."""
+    """Thermal/RGB fusion node; see the module docstring. Raises ConfigError/UserError on bad setup.
 
-    def __init__(self, **kwargs: Any) -> None:
+    Args:
+        inference_thread: start the inference worker (default). Without it, pairs wait in
+            ``accounting`` until the caller takes them and calls :meth:`process` (a caller that
+            drives the node's steps itself, e.g. a test comparing them with replay).
+        kwargs: passed to rclpy's ``Node`` (context, parameter_overrides, ...).
+    """
+
+    def __init__(self, *, inference_thread: bool = True, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, automatically_declare_parameters_from_overrides=True, **kwargs)
+        self._inference_thread = inference_thread
         self.cfg = declare_node_parameters(self)
         self.classes = ros_classes()
         self.configure()
@@ -95,22 +104,20 @@ class FusionNode(Node):
     def activate(self) -> None:
         """Create publishers, subscriptions, the inference worker and the diagnostics timer."""
         ros = self.cfg.ros
-        self.accounting = NodeAccounting(self._make_sync())
-        self.time_jumps = TimeJumpGuard(self.cfg.time_jump_s)
+        self.accounting = LatestPairAccounting(self._make_sync(), time_jump_s=self.cfg.time_jump_s,
+                                               make_sync=self._make_sync, on_jump=self._on_jump)
         inputs = {"thermal": ros.thermal, "visible": ros.visible}
         self.health = StreamHealth(self.cfg.diagnostics, {s: c.rate_hz for s, c in inputs.items()},
                                    {s: input_topic(c, self.resolve_topic_name) for s, c in inputs.items()}, time.monotonic())
         out_qos = qos_profile(ros.output_qos)
-        self._pubs: dict[tuple[str, str], Any] = {}
-        for task in self.pipeline.task_names:
-            kind = self.pipeline.task_config(task).kind
-            for out, topic in output_topics(task, kind, ros).items():
-                cls = self.classes["vision_msgs/msg/Detection2DArray" if out == "detections"
-                                   else "sensor_msgs/msg/Image"]
-                self._pubs[(out, task)] = self.create_publisher(cls, topic, out_qos)
-                if out == "fused" and ros.publish_camera_info:
-                    self._pubs[("camera_info", task)] = self.create_publisher(
-                        self.classes["sensor_msgs/msg/CameraInfo"], f"{topic}/camera_info", out_qos)
+        self.outputs = OutputPlan(self.classes, {t: self.pipeline.task_config(t).kind for t in self.pipeline.task_names},
+                                  ros, self.cfg.sync.reference, "~")
+        self._pubs: dict[Any, Any] = {o: self.create_publisher(self.classes[o.msgtype], o.topic, out_qos)
+                                      for o in self.outputs.outputs}
+        # camera_info next to each fused image topic (image_transport's camera convention).
+        self._info_pubs = {o.task: self.create_publisher(self.classes["sensor_msgs/msg/CameraInfo"],
+                                                         f"{o.topic}/camera_info", out_qos)
+                           for o in self.outputs.outputs if o.kind == "fused" and ros.publish_camera_info}
         self._diag_pub = self.create_publisher(self.classes["diagnostic_msgs/msg/DiagnosticArray"], "/diagnostics",
                                                QoSProfile(depth=10))
         self._errors_since_diag = 0
@@ -118,7 +125,8 @@ class FusionNode(Node):
 
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="ivif-inference", daemon=True)
-        self._worker.start()
+        if self._inference_thread:
+            self._worker.start()
 
         def sub(stream: str, cfg: Any) -> Any:
             cls = self.classes["sensor_msgs/msg/CompressedImage" if cfg.transport == "compressed"
@@ -128,11 +136,11 @@ class FusionNode(Node):
             events = SubscriptionEventCallbacks(message_lost=lambda info: self.health.observe_lost(stream,
                                                                                                   info.total_count))
             try:
-                return self.create_subscription(cls, topic, lambda msg: self._on_message(stream, msg), qos,
+                return self.create_subscription(cls, topic, lambda msg: self.on_message(stream, msg), qos,
                                                 event_callbacks=events)
             except UnsupportedEventTypeError:
                 self.get_logger().warning("this RMW does not report lost messages: diagnostics cannot count them")
-                return self.create_subscription(cls, topic, lambda msg: self._on_message(stream, msg), qos)
+                return self.create_subscription(cls, topic, lambda msg: self.on_message(stream, msg), qos)
 
         self._subs = [sub("thermal", ros.thermal), sub("visible", ros.visible)]
         reference = inputs[self.cfg.sync.reference]
@@ -164,9 +172,9 @@ class FusionNode(Node):
         if self._clock_jump is not None:
             self._clock_jump.unregister()
         joined = self.shutdown()
-        for p in [*self._pubs.values(), self._diag_pub]:
+        for p in [*self._pubs.values(), *self._info_pubs.values(), self._diag_pub]:
             self.destroy_publisher(p)
-        self._subs, self._pubs = [], {}
+        self._subs, self._pubs, self._info_pubs = [], {}, {}
         return joined
 
     def cleanup(self) -> None:
@@ -178,46 +186,28 @@ class FusionNode(Node):
 
     # ------------------------------------------------------------------ input side (executor thread)
 
-    def _on_message(self, stream: str, msg: Any) -> None:
+    def on_message(self, stream: str, msg: Any) -> None:
+        """Subscription callback: decode-or-drop, stamp checks, then pair (cheap; inference runs on the worker)."""
         t0 = time.perf_counter()
-        try:
-            frame = msg_to_frame(msg, stream)
-        except Exception as e:  # noqa: BLE001 - any bad message is a counted drop, never a crash
-            reason = e.reason if isinstance(e, ConversionError) else DropReason.DECODE_ERROR
-            try:
-                stamp = stamp_ns(msg.header)
-            except Exception:  # noqa: BLE001
-                stamp = 0
-            self.accounting.reject(stream, stamp, reason, str(e))
-            self.get_logger().warning(f"{stream} message dropped ({reason.value}): {e}", throttle_duration_sec=2.0)
+        frame = decode_or_drop(msg, stream, fallback_stamp_ns=0, received_s=t0)
+        if isinstance(frame, Drop):
+            self.accounting.reject_drop(frame)
+            self.get_logger().warning(f"{stream} message dropped ({frame.reason.value}): {frame.detail}",
+                                      throttle_duration_sec=2.0)
             return
-        frame.received_s = t0  # type: ignore[attr-defined]  # for node_total latency
         self.accounting.add_timing("decode", (time.perf_counter() - t0) * 1e3)
-        if not self._admit(stream, frame.stamp_ns):
-            return
+        self.health.observe_stamp(stream, frame.stamp_ns, self.get_clock().now().nanoseconds)
         try:
-            self.accounting.push(frame)
+            self.accounting.hand_over(frame)
         except Exception as e:  # noqa: BLE001 - pairing must not take the node down either
             self.get_logger().error(f"pairing failed on a {stream} frame: {e}", throttle_duration_sec=2.0)
 
-    def _admit(self, stream: str, stamp: int) -> bool:
-        """Stamp checks and time jumps before pairing; False when the frame was dropped as stale."""
-        self.health.observe_stamp(stream, stamp, self.get_clock().now().nanoseconds)
-        verdict = self.time_jumps.check(stream, stamp)
-        if verdict is Verdict.STALE:
-            self.accounting.reject(stream, stamp, DropReason.TIME_JUMP, STALE_DETAIL)
-            return False
-        if verdict is Verdict.JUMP:
-            self._reset_timeline(self.time_jumps.jumps[-1])
-        return True
-
     def _on_clock_jump(self, jump: Any) -> None:
-        self.time_jumps.clock_reset()
-        self._reset_timeline(None)
+        self.accounting.clock_reset()
 
-    def _reset_timeline(self, event: Any) -> None:
+    def _on_jump(self, event: Any, drops: list[Drop]) -> None:
+        """Pairing was reset (stamps or the clock went back): one log line, WARN in diagnostics."""
         what = event.describe() if event is not None else "the ROS clock jumped back"
-        drops = self.accounting.restart(self._make_sync, f"time jump: {what}")
         self.health.note_jump(time.monotonic(), event, len(drops))
         self.get_logger().warning(f"time jump: {what}; synchronizer reset, {len(drops)} frames dropped as "
                                   "time_jump; pairing resumes with the new stamps")
@@ -229,25 +219,22 @@ class FusionNode(Node):
             pair = self.accounting.take(timeout=0.2)
             if pair is None:
                 continue
-            self._process(pair)
+            self.process(pair)
 
-    def _process(self, pair: Pair) -> None:
+    def process(self, pair: Pair) -> None:
+        """Run the pipeline on ``pair``, publish its outputs and count it (published or dropped)."""
         from ..runtime.pipeline import PairSizeMismatch
 
         t_start = time.perf_counter()
         ref = pair.thermal if self.cfg.sync.reference == "thermal" else pair.visible
-        latest = max(getattr(pair.thermal, "received_s", t_start), getattr(pair.visible, "received_s", t_start))
+        latest = max(t_start if f.received_s is None else f.received_s for f in (pair.thermal, pair.visible))
         timings = {"wait": (t_start - latest) * 1e3}
         try:
             result = self.pipeline.run(pair)
-            header = make_header(self.classes["std_msgs/msg/Header"], self.classes["builtin_interfaces/msg/Time"],
-                                 ref.stamp_ns, ref.frame_id)
             t_pub = time.perf_counter()
-            for out, task, msg in result_messages(self.classes, result, header, self.cfg.ros):
-                pub = self._pubs.get((out, task))
-                if pub is not None:
-                    pub.publish(msg)
-            self._publish_camera_info(result, header)
+            for output, msg in self.outputs.messages(result):
+                self._pubs[output].publish(msg)
+            self._publish_camera_info(result)
             now = time.perf_counter()
             timings.update(result.timings_ms)
             timings["publish"] = (now - t_pub) * 1e3
@@ -263,11 +250,12 @@ class FusionNode(Node):
         self.accounting.done(pair)
         self.accounting.add_timings(timings)
 
-    def _publish_camera_info(self, result: Any, header: Any) -> None:
+    def _publish_camera_info(self, result: Any) -> None:
         """One CameraInfo per fused image, same header, intrinsics at the fused size."""
-        for task, to in result.outputs.items():
-            pub = self._pubs.get(("camera_info", task))
-            if pub is not None and to.fused_rgb is not None:
+        header = self.outputs.header(result.pair)
+        for task, pub in self._info_pubs.items():
+            to = result.outputs.get(task)
+            if to is not None and to.fused_rgb is not None:
                 h, w = to.fused_rgb.shape[:2]
                 pub.publish(self.camera_info.for_image(header, w, h))
 
@@ -292,7 +280,8 @@ class FusionNode(Node):
             return True
         self._stop.set()
         self.accounting.close()
-        self._worker.join(timeout)
+        if self._worker.ident is not None:
+            self._worker.join(timeout)
         return not self._worker.is_alive()
 
 

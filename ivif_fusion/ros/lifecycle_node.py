@@ -32,6 +32,7 @@ class LifecycleFusionNode(LifecycleNodeMixin, FusionNode):
     def __init__(self, **kwargs: Any) -> None:
         Node.__init__(self, NODE_NAME, automatically_declare_parameters_from_overrides=True, **kwargs)
         LifecycleNodeMixin.__init__(self)
+        self._inference_thread = True
         self.cfg = declare_node_parameters(self)
         self.classes = ros_classes()
         self.pipeline = None

@@ -116,18 +116,3 @@ def restart_synchronizer(sync: Synchronizer, make: Callable[[], Synchronizer], d
     fresh.counters = counters
     return fresh, drops
 
-
-def admit(guard: TimeJumpGuard, sync: Synchronizer, stream: str, stamp_ns: int,
-          make: Callable[[], Synchronizer]) -> tuple[Synchronizer, list[Drop], bool]:
-    """One decoded frame through ``guard`` for a single-threaded caller (``ivif replay``).
-
-    Returns the synchronizer to push into (a fresh one after a jump), the frames dropped because
-    of the verdict, and whether to push this frame (False for a stale one, counted as TIME_JUMP).
-    """
-    verdict = guard.check(stream, stamp_ns)
-    if verdict is Verdict.STALE:
-        return sync, [sync.reject(stream, stamp_ns, DropReason.TIME_JUMP, STALE_DETAIL)], False
-    if verdict is Verdict.JUMP:
-        fresh, drops = restart_synchronizer(sync, make, f"time jump: {guard.jumps[-1].describe()}")
-        return fresh, drops, True
-    return sync, [], True
