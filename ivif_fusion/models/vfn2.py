@@ -4,7 +4,8 @@ Why: the VFN spends its time moving many thin (4-16 channel) full-resolution ten
 dense-block concatenations; on a CPU (and a Jetson) that is memory-bound, not compute-bound.
 VFN2 keeps only a few thin maps at full resolution and puts its capacity where it is cheap per
 pixel: wide convolutions on a grid ``stride`` times smaller in each direction
-(docs/backbone_v2.md has the measurements).
+(docs/backbone_v2.md has the measurements). The defaults are the largest candidate that stays
+under half the SeAFusion twin's ONNX Runtime time (benchmarks/backbone_v2_candidates.md).
 
 Structure (inputs thermal and visible luminance Y, (N, 1, H, W) in 0..1, any H, W):
 
@@ -48,10 +49,10 @@ LOGIT_EPS = 1e-3  # the base image is clamped to [eps, 1 - eps] before its logit
 @dataclass(frozen=True)
 class VFN2Config:
     stride: int = 4          # context path resolution: 1/stride of the input in each direction
-    channels: int = 48       # context path width
-    depth: int = 4           # residual blocks in the context path
-    detail: int = 8          # full-resolution channels (detail path and shared map, plus the base image)
-    detail_depth: int = 1    # 3x3 convs in the full-resolution detail path
+    channels: int = 96       # context path width
+    depth: int = 8           # residual blocks in the context path
+    detail: int = 16         # full-resolution channels (detail path and shared map, plus the base image)
+    detail_depth: int = 2    # 3x3 convs in the full-resolution detail path
     block: str = "plain"     # residual block: 'plain' (two 3x3 convs) or 'separable' (1x1, depthwise 3x3, 1x1)
     expand: int = 2          # channel expansion inside a separable block
 
