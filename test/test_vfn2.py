@@ -24,17 +24,27 @@ def vfn2_params(c: VFN2Config) -> int:
     """Parameter count written out layer by layer (plain blocks)."""
     s2, k = c.stride ** 2, c.detail
     stem = 2 * c.channels * s2 + c.channels
-    blocks = c.depth * 2 * (c.channels * c.channels * 9 + c.channels)
+    blocks = c.depth * (2 * (c.channels * c.channels * 9 + c.channels) + 1)  # two convs and the ReZero gain
     up = c.channels * k * s2 * 9 + k * s2
     detail = (4 * k * 9 + k) + (c.detail_depth - 1) * (k * k * 9 + k)
     weight, head = k + 1, (k + 1) * 9 + 1
     return stem + blocks + up + detail + weight + head
 
 
+def randomized(m: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """All weights random (an untrained VFN2 is the base image alone, which would hide wiring errors)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters():  # weights with std 1 / sqrt(fan-in) keep activations of order 1
+            fan_in = p[0].numel() if p.ndim > 1 else 100
+            p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+    return m.eval()
+
+
 def test_parameter_counts_of_both_nets():
     assert count_parameters(VFN()) == VFN_PARAMS
     # default VFN2: stride 4, 96 channels, depth 8, detail 16 in two full-resolution convs
-    assert vfn2_params(VFN2Config()) == count_parameters(VFN2()) == 1_556_331
+    assert vfn2_params(VFN2Config()) == count_parameters(VFN2()) == 1_556_339
     small = VFN2Config(stride=2, channels=32, depth=4, detail=8, detail_depth=2)
     assert count_parameters(VFN2(small)) == vfn2_params(small)
 
@@ -51,8 +61,7 @@ def test_conv_cost_hand_count():
 
 @pytest.mark.parametrize("h,w", [(16, 16), (37, 53), (3, 5)])
 def test_any_size_and_output_range(h, w):
-    torch.manual_seed(0)
-    m = VFN2().eval()
+    m = randomized(VFN2(), 0)
     ir, y = torch.rand(2, 1, h, w), torch.rand(2, 1, h, w)
     out = m(ir, y)
     assert out.shape == (2, 1, h, w) and out.min() >= 0 and out.max() <= 1
@@ -67,8 +76,7 @@ def test_padding_is_replicate_and_crop_is_aligned():
     The context path sees the same padded input either way; only the full-resolution 3x3 convs
     (Sobel, detail conv, head: 3 pixels) near the right/bottom edge see different neighbours.
     """
-    torch.manual_seed(1)
-    m = VFN2().eval()
+    m = randomized(VFN2(), 1)
     ir, y = torch.rand(1, 1, 37, 53), torch.rand(1, 1, 37, 53)
     pad = torch.nn.functional.pad
     big = m(pad(ir, (0, 3, 0, 3), mode="replicate"), pad(y, (0, 3, 0, 3), mode="replicate"))
@@ -76,10 +84,8 @@ def test_padding_is_replicate_and_crop_is_aligned():
 
 
 def test_untrained_output_is_the_base_image_prior():
-    """With the feature weights of the head at zero, the output is w * thermal + (1 - w) * Y exactly."""
+    """The generic head starts as the identity on the base image w * thermal + (1 - w) * Y."""
     m = VFN2().eval()
-    with torch.no_grad():
-        m.decoder.head.weight[:, :-1].zero_()
     ir, y = torch.full((1, 1, 8, 12), 0.2), torch.full((1, 1, 8, 12), 0.6)
     # the weight conv starts at zero: w = 0.5, the mean of the two
     torch.testing.assert_close(m(ir, y), torch.full_like(ir, 0.4), rtol=0, atol=1e-6)
@@ -99,8 +105,7 @@ def test_bad_inputs_raise():
 
 
 def test_onnx_parity_of_v2_with_heads_at_sizes_not_divisible_by_the_stride(tmp_path):
-    torch.manual_seed(2)
-    bb = VFN2().eval()
+    bb = randomized(VFN2(), 2)
     graph = MultiHeadFusion(bb, {"detection": make_head(bb.shared_channels)}).eval()
     res = export_onnx(graph, tmp_path, verify=True)  # raises above 1e-4
     parity = {**res.parity, **parity_check(graph, res.path, [(1, 37, 53), (2, 61, 83), (1, 3, 5)])}
@@ -109,8 +114,7 @@ def test_onnx_parity_of_v2_with_heads_at_sizes_not_divisible_by_the_stride(tmp_p
 
 
 def test_checkpoint_round_trip_builds_the_right_class(tmp_path):
-    torch.manual_seed(3)
-    m = VFN2(VFN2Config(channels=16, depth=2)).eval()
+    m = randomized(VFN2(VFN2Config(channels=16, depth=2)), 3)
     p = checkpoint.save(tmp_path / "v2.pt", "vfn", m.cfg.to_dict(), m.state_dict())
     assert checkpoint.load(p)["config"]["arch"] == "vfn2"
     m2 = checkpoint.load_backbone(p)
@@ -136,8 +140,7 @@ def test_registry_builds_and_names_architectures():
 
 
 def test_multi_head_fusion_and_pipeline_graph_with_v2(tmp_path):
-    torch.manual_seed(4)
-    bb = VFN2().eval()
+    bb = randomized(VFN2(), 4)
     graph = MultiHeadFusion(bb, {"detection": make_head(bb.shared_channels)}).eval()
     ir, y = torch.rand(1, 1, 20, 30), torch.rand(1, 1, 20, 30)
     generic, det = graph(ir, y)
@@ -150,8 +153,8 @@ def test_multi_head_fusion_and_pipeline_graph_with_v2(tmp_path):
 
 
 def test_vifa_student_on_v2_round_trips(tmp_path):
-    torch.manual_seed(5)
-    student = build_student(VFN2(VFN2Config(channels=16, depth=1, detail=8)), ["detection", "segmentation"]).eval()
+    backbone = randomized(VFN2(VFN2Config(channels=16, depth=1, detail=8)), 5)
+    student = build_student(backbone, ["detection", "segmentation"]).eval()
     ir, y = torch.rand(1, 1, 12, 16), torch.rand(1, 1, 12, 16)
     outs = student(ir, y)
     torch.testing.assert_close(outs[0], student.backbone(ir, y))  # heads start as the generic head

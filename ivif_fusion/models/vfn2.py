@@ -24,7 +24,9 @@ Structure (inputs thermal and visible luminance Y, (N, 1, H, W) in 0..1, any H, 
   a 3x3 conv on that map followed by :func:`to_unit` (``(tanh + 1) / 2``), and
   ``to_unit(p) = b``: a head whose weights are 1 at the centre of ``p`` and 0 elsewhere outputs
   the base image exactly, so the features only learn a residual (contrast, detail) on top of
-  a learned max-select. The generic head starts that way.
+  a learned max-select. The generic head starts that way, and every residual block starts as
+  the identity (a learned gain at zero, "ReZero"), so an untrained VFN2 outputs the mean of
+  the two images and training starts from a stable point.
 
 The modalities are mixed at the input, so there are no per-modality encoder features: RSC,
 which customizes those, does not apply to this backbone (:mod:`ivif_fusion.models.rsc` refuses it).
@@ -43,7 +45,9 @@ from .vfn import to_unit
 
 ARCH = "vfn2"
 BLOCKS = ("plain", "separable")
-LOGIT_EPS = 1e-3  # the base image is clamped to [eps, 1 - eps] before its logit
+# The base image is clamped to [eps, 1 - eps] before its logit: this bounds the prior to +-2.3 and the
+# gradient factor 1 / (b (1 - b)) of the logit to 100 (dark night scenes sit near 0).
+LOGIT_EPS = 1e-2
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class VFN2Config:
 
 
 class ResidualBlock(nn.Module):
-    """``x + f(x)``; ``f`` is conv3x3-LeakyReLU-conv3x3 (plain) or 1x1-dw3x3-1x1 (separable)."""
+    """``x + gain * f(x)``; ``f`` is conv3x3-LeakyReLU-conv3x3 (plain) or 1x1-dw3x3-1x1 (separable)."""
 
     def __init__(self, ch: int, block: str, expand: int) -> None:
         super().__init__()
@@ -90,9 +94,13 @@ class ResidualBlock(nn.Module):
             self.body = nn.Sequential(nn.Conv2d(ch, hid, 1), nn.LeakyReLU(0.2),
                                       nn.Conv2d(hid, hid, 3, padding=1, groups=hid), nn.LeakyReLU(0.2),
                                       nn.Conv2d(hid, ch, 1))
+        # ReZero: the branch enters through a learned gain that starts at 0, so the stack starts as the
+        # identity and grows at the pace of one scalar per block. Without it Adam moves every weight of
+        # every branch at once and the unnormalised stack amplifies itself within a few steps.
+        self.gain = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return x + self.gain * self.body(x)
 
 
 class ContextPath(nn.Module):
@@ -124,11 +132,10 @@ class FusionDecoder(nn.Module):
         self.act = nn.LeakyReLU(0.2)
         self.weight = nn.Conv2d(cfg.detail, 1, 1)
         self.head = nn.Conv2d(cfg.detail + 1, 1, 3, padding=1)
-        with torch.no_grad():  # start as w = 0.5 (the mean) and generic output = base image + a small residual
+        with torch.no_grad():  # start as w = 0.5 (the mean) and generic output = the base image exactly
             self.weight.weight.zero_()
             self.weight.bias.zero_()
-            self.head.weight.mul_(0.1)
-            self.head.weight[:, -1].zero_()
+            self.head.weight.zero_()
             self.head.weight[0, -1, 1, 1] = 1.0
             self.head.bias.zero_()
 
