@@ -106,7 +106,7 @@ def require_vfn(backbone_or_cfg: VFN | VFNConfig | dict) -> VFNConfig:
         return cfg
     if isinstance(cfg, dict) and cfg.get("arch", "vfn") == "vfn":
         return VFNConfig.from_dict(cfg)
-    arch = cfg.get("arch") if isinstance(cfg, dict) else getattr(cfg, "to_dict", dict)().get("arch", type(cfg).__name__)
+    arch = cfg.get("arch") if isinstance(cfg, dict) else cfg.to_dict().get("arch", type(cfg).__name__)
     raise RSCError(f"RSC customizes the per-modality encoder features of the vfn backbone; this backbone is "
                    f"'{arch}', which mixes thermal and visible at its input and has none. "
                    "Use customization 'vifa' or 'generic' with it.")
