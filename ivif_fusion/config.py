@@ -197,7 +197,10 @@ class TrainFusionConfig(TrainRunConfig):
 
     datasets: list = param(help="Paired folders under the data root used for training (MSRS: train range only).",
                            factory=lambda: ["MSRS", "TNO", "RoadScene", "VIFB"])
-    depth: int = param(2, "Dilated dense blocks per encoder and in the decoder.", min=1)
+    arch: str = param("vfn", "Backbone architecture (docs/backbone_v2.md): vfn (full-resolution dense blocks) or vfn2 "
+                             "(reduced-resolution context path + full-resolution detail path).", choices=("vfn", "vfn2"))
+    depth: int = param(2, "vfn: dilated dense blocks per encoder and in the decoder; vfn2: residual blocks of the "
+                          "context path (its default is 8; set it: the default here is vfn's).", min=1)
     crop: int = param(128, "Random crop size (pixels) of training samples.", min=16)
     batch_size: int = param(8, "Crops per optimisation step (global batch across processes).", min=1)
     samples_per_image: int = param(4, "Crops drawn per image per epoch.", min=1)

@@ -18,7 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up frames")
     p.add_argument("--size", default="640x480", help="input size WxH")
     p.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime threads")
-    p.add_argument("--weights", default="", help="VFN checkpoint (default: models/vfn_msrs.pt if present, else random)")
+    p.add_argument("--weights", default="", help="backbone checkpoint (default: models/vfn_msrs.pt if present, else random)")
+    p.add_argument("--arch", action="append", default=[], metavar="ARCH[:KEY=VALUE,...]",
+                   help="fusion: also time this backbone variant at random init in ONNX Runtime, in the same run "
+                        "(repeatable), e.g. --arch vfn2 --arch vfn2:stride=2,channels=32")
     p.add_argument("--designs", default="shared,separate",
                    help="pipeline designs: shared (backbone once + heads), separate (one network per task)")
     p.add_argument("--no-task-networks", action="store_true", help="skip timing the task networks")
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--frames and --threads must be >= 1, --warmup >= 0")
     weights = args.weights or (str(MODELS_DIR / "vfn_msrs.pt") if (MODELS_DIR / "vfn_msrs.pt").is_file() else "")
     opts = BenchOptions(width=w, height=h, threads=args.threads, frames=args.frames, warmup=args.warmup,
-                        weights=weights, task_networks=not args.no_task_networks,
+                        weights=weights, archs=tuple(args.arch), task_networks=not args.no_task_networks,
                         designs=tuple(d.strip() for d in args.designs.split(",") if d.strip()),
                         out_dir=args.out or str(SHARE_DIR / "benchmarks"))
     if args.frames < 30:
@@ -61,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"backbone ORT {fusion['ort_backbone_ms']['median']:.1f} ms, SeAFusion twin ORT "
               f"{fusion['ort_seafusion_twin_ms']['median']:.1f} ms (medians, {w}x{h}, {args.threads} threads): "
               f"backbone/twin {ratio['median_of_per_frame']:.3f} (median of per-frame ratios, same run)")
+        for spec, v in fusion.get("variants", {}).items():
+            print(f"{spec}: ORT {v['ort_ms']['median']:.1f} ms, /twin {v['ratio_over_seafusion_twin']['median_of_per_frame']:.3f}"
+                  f" ({v['parameters']:,} parameters, {v['gflop_per_frame']:.2f} GFLOP)")
         print(f"load average (1/5/15 min): {fusion['loadavg']['start']} at start, {fusion['loadavg']['end']} at end")
     print(f"json: {jpath}\nmarkdown: {mpath}")
     return 0

@@ -94,11 +94,21 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def load_vfn(path: str | os.PathLike):  # noqa: ANN201
-    """Rebuild a :class:`~ivif_fusion.models.vfn.VFN` from a ``vfn`` checkpoint (eval mode)."""
-    from .vfn import VFN, VFNConfig
+def load_backbone(path: str | os.PathLike):  # noqa: ANN201
+    """Rebuild the fusion backbone stored in a ``vfn`` checkpoint (eval mode).
+
+    The stored config names the architecture (``arch``: ``vfn`` when absent, ``vfn2``, see
+    :mod:`ivif_fusion.models.backbones`), so any backbone loads without a flag.
+    """
+    from .backbones import backbone_from_config
 
     ckpt = load(path, "vfn")
-    model = VFN(VFNConfig.from_dict(ckpt["config"]))
+    try:
+        model = backbone_from_config(ckpt["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: backbone config unreadable ({type(e).__name__}: {e})") from e
     load_state(model, ckpt["state_dict"], str(path))
     return model.eval()
+
+
+load_vfn = load_backbone  # the name the training jobs and tools call it by

@@ -1,9 +1,10 @@
 """Backbone + per-task one-layer heads as one module (the deployment graph).
 
 Every head is a single 3x3 conv on the backbone's last shared feature map
-(:meth:`VFN.shared_features`, ``width/2`` channels) followed by the 0..1 tanh output, exactly
-like the backbone's own generic head. VIFA trains one such head per task; the generic head
-is the backbone's ``decoder.head``. ``forward`` runs the backbone once and every head on its
+(``backbone.shared_features``, ``backbone.shared_channels`` channels) followed by the 0..1 tanh
+output, exactly like the backbone's own generic head (the backbone's ``decoder.head``). The
+backbone is any registered architecture (:mod:`ivif_fusion.models.backbones`: VFN, VFN2).
+VIFA trains one such head per task. ``forward`` runs the backbone once and every head on its
 output, returning one fused Y per head in ``head_names`` order (one ONNX output per head).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .vfn import VFN, to_unit
+from .vfn import to_unit
 
 GENERIC = "generic"
 
@@ -24,7 +25,7 @@ def make_head(in_ch: int) -> nn.Conv2d:
 class MultiHeadFusion(nn.Module):
     """Shared backbone, one output per head. ``heads`` excludes the generic head, which is built in."""
 
-    def __init__(self, backbone: VFN, heads: dict[str, nn.Module] | None = None,
+    def __init__(self, backbone: nn.Module, heads: dict[str, nn.Module] | None = None,
                  head_names: list[str] | None = None) -> None:
         super().__init__()
         self.backbone = backbone

@@ -95,6 +95,23 @@ class RSCConfig:
         return cls(**d)
 
 
+def require_vfn(backbone_or_cfg: VFN | VFNConfig | dict) -> VFNConfig:
+    """The :class:`VFNConfig` of a vfn backbone (model, config or config dict); RSCError for another architecture.
+
+    RSC customizes per-modality encoder features; vfn2 mixes thermal and visible at its input
+    and has none, so it cannot be customized this way.
+    """
+    cfg = backbone_or_cfg.cfg if isinstance(backbone_or_cfg, nn.Module) else backbone_or_cfg
+    if isinstance(cfg, VFNConfig):
+        return cfg
+    if isinstance(cfg, dict) and cfg.get("arch", "vfn") == "vfn":
+        return VFNConfig.from_dict(cfg)
+    arch = cfg.get("arch") if isinstance(cfg, dict) else cfg.to_dict().get("arch", type(cfg).__name__)
+    raise RSCError(f"RSC customizes the per-modality encoder features of the vfn backbone; this backbone is "
+                   f"'{arch}', which mixes thermal and visible at its input and has none. "
+                   "Use customization 'vifa' or 'generic' with it.")
+
+
 def pool_descriptor(features: torch.Tensor) -> torch.Tensor:
     """Task descriptor (N, C) from a task network's (N, C, h, w) feature map: global average pooling."""
     if features.ndim == 2:
@@ -181,9 +198,7 @@ class RSC(nn.Module):
     def __init__(self, vfn_cfg: VFNConfig | dict | None = None, tasks: list[str] | tuple = ("detection",),
                  descriptor_dim: int | dict | None = None, **kwargs) -> None:
         super().__init__()
-        if isinstance(vfn_cfg, dict):
-            vfn_cfg = VFNConfig.from_dict(vfn_cfg)
-        vfn_cfg = vfn_cfg or VFNConfig()
+        vfn_cfg = VFNConfig() if vfn_cfg is None else require_vfn(vfn_cfg)
         tasks = tuple(tasks)
         if not tasks or len(set(tasks)) != len(tasks):
             raise RSCError(f"RSC needs unique task names, got {list(tasks)}")
@@ -303,6 +318,7 @@ class CustomizedFusion(nn.Module):
 
     def __init__(self, backbone: VFN, rsc: RSC) -> None:
         super().__init__()
+        require_vfn(backbone)
         if backbone.cfg.width != rsc.cfg.width:
             raise RSCError(f"RSC width {rsc.cfg.width} does not match the backbone width {backbone.cfg.width}")
         self.backbone = backbone
@@ -382,6 +398,7 @@ def load_customized(path, backbone: VFN) -> CustomizedFusion:  # noqa: ANN001
     """
     from . import checkpoint
 
+    require_vfn(backbone)
     rsc, ckpt = load_rsc(path)
     want = ckpt["config"].get("backbone")
     if want is not None and VFNConfig.from_dict(want) != backbone.cfg:

@@ -131,6 +131,11 @@ class VFN(nn.Module):
         self.fusion = GradientAttentionFusion(2 * self.cfg.width, self.cfg.reduction)
         self.decoder = Decoder(self.cfg)
 
+    @property
+    def shared_channels(self) -> int:
+        """Channels of the last shared map (``width / 2``), the input of every head."""
+        return self.cfg.width // 2
+
     def encode(self, ir: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-modality features (N, width, H, W) each; the RSC module customizes these."""
         check_shape(ir, 4, "VFN ir", 1)

@@ -4,7 +4,7 @@ The student is a :class:`~ivif_fusion.models.heads.MultiHeadFusion` whose heads 
 3x3 convs (``make_head``) on the backbone's last shared map, one per task, named after the
 task. Checkpoints have kind ``'vifa'``::
 
-    config = {"backbone": VFNConfig dict, "heads": [task, ...], "head": {"in_ch": 4, "kernel": 3},
+    config = {"backbone": backbone config dict, "heads": [task, ...], "head": {"in_ch": 4, "kernel": 3},
               "layer": distilled layer name}
     state_dict = MultiHeadFusion.state_dict()   # backbone.* and heads.<task>.*
     meta = training config, key-channel selection, references used, ...
@@ -30,7 +30,8 @@ from torch import nn
 from . import checkpoint
 from .checkpoint import CheckpointError
 from .heads import GENERIC, MultiHeadFusion, make_head
-from .vfn import VFN, VFNConfig
+from .backbones import backbone_from_config
+from .vfn import VFN
 
 KIND = "vifa"
 #: layer name -> what it is (channels for the default width 8)
@@ -46,6 +47,12 @@ def forward_layer(backbone: VFN, ir: torch.Tensor, y: torch.Tensor, layer: str) 
     """One backbone pass returning (``layer`` map, last shared map)."""
     if layer not in LAYERS:
         raise ValueError(f"unknown layer '{layer}'; choose one of {sorted(LAYERS)}")
+    if not isinstance(backbone, VFN):  # vfn2 mixes the modalities at its input: only its shared map exists
+        if layer != "shared":
+            raise ValueError(f"layer '{layer}' exists in the vfn backbone only; with {type(backbone).__name__} "
+                             "use layer 'shared'")
+        shared = backbone.shared_features(ir, y)
+        return shared, shared
     f_ir, f_vi = backbone.encode(ir, y)
     z = backbone.fuse(f_ir, f_vi)
     dec = backbone.decoder
@@ -63,7 +70,7 @@ def build_student(backbone: VFN, tasks: Sequence[str], init_from_generic: bool =
         raise ValueError("VIFA needs at least one task")
     if len(set(tasks)) != len(tasks) or GENERIC in tasks:
         raise ValueError(f"task names must be unique and not '{GENERIC}', got {tasks}")
-    in_ch = backbone.cfg.width // 2
+    in_ch = backbone.shared_channels
     heads = {}
     for t in tasks:
         h = make_head(in_ch)
@@ -84,7 +91,7 @@ def save_vifa(path: str | os.PathLike, model: MultiHeadFusion, meta: dict | None
     """Write a 'vifa' checkpoint (config: backbone config, head names, head shape, distilled layer)."""
     tasks = [n for n in model.head_names if n != GENERIC]
     cfg = {"backbone": model.backbone.cfg.to_dict(), "heads": tasks,
-           "head": {"in_ch": model.backbone.cfg.width // 2, "kernel": 3}, "layer": layer}
+           "head": {"in_ch": model.backbone.shared_channels, "kernel": 3}, "layer": layer}
     return checkpoint.save(path, KIND, cfg, model.state_dict(), meta)
 
 
@@ -108,13 +115,13 @@ def load_vifa_model(path: str | os.PathLike, expected: Sequence[str] | None = No
     ckpt = checkpoint.load(path, KIND)
     cfg = ckpt.get("config") or {}
     try:
-        bcfg = VFNConfig.from_dict(cfg["backbone"])
+        backbone = backbone_from_config(cfg["backbone"])
         tasks = list(cfg["heads"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: VIFA config unreadable ({type(e).__name__}: {e})") from e
     if expected is not None:
         check_heads(tasks, expected, str(path))
-    model = build_student(VFN(bcfg), tasks, init_from_generic=False)
+    model = build_student(backbone, tasks, init_from_generic=False)
     # head names in the config and in the weights must agree: name the difference
     in_state = sorted({k.split(".")[1] for k in ckpt["state_dict"] if k.startswith("heads.")})
     if sorted(tasks) != in_state:

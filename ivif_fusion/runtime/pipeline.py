@@ -80,7 +80,7 @@ def build_fusion_graph(pc: PipelineConfig) -> FusionGraph:
         heads = {t: all_heads[t] for t in vifa_tasks}
     else:
         weights_file = resolve(pc.backbone_weights)
-        backbone = checkpoint.load_vfn(weights_file)
+        backbone = checkpoint.load_backbone(weights_file)  # any architecture: the checkpoint names it
     task_head = {}
     for t in tasks:
         if t.customization == "vifa":

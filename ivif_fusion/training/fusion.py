@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from ..config import TrainFusionConfig, to_dict
 from ..losses import fusion_loss, fusion_loss_terms
 from ..models import checkpoint
-from ..models.vfn import VFN, VFNConfig
+from ..models.backbones import build_backbone
 from ..paths import resolve
 from .run import (CropDataset, CsvLog, cosine_lr, fusion_warmup, load_training_images, prepare_out, run_meta,
                   seed_everything)
@@ -56,7 +56,7 @@ class ShardedBatches(torch.utils.data.Sampler):
 
 def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray] | None = None,
           ids: list[str] | None = None, max_steps: int | None = None) -> Path:
-    """Train a VFN; returns the path of the final checkpoint (``<out>/vfn.pt``).
+    """Train a fusion backbone (``cfg.arch``); returns the path of the final checkpoint (``<out>/vfn.pt``).
 
     ``images`` may be given directly (tests); otherwise they are read from the data root.
     Runs under ``torchrun`` too: see :mod:`ivif_fusion.training.distributed` when present.
@@ -74,7 +74,7 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
         images, ids = load_training_images(cfg.data_root, cfg.datasets, cfg.max_side, progress and rank0)
     ids = ids or [str(i) for i in range(len(images))]
 
-    model = VFN(VFNConfig(depth=cfg.depth)).to(device)
+    model = build_backbone(cfg.arch, depth=cfg.depth).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     data = CropDataset(images, cfg.crop, cfg.samples_per_image, cfg.seed)
     world = dist.world_size if dist else 1

@@ -41,7 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from .metrics.latency import latency_summary
+from ..metrics.latency import latency_summary
+from .report import load_note, summarize, to_markdown
+from .variants import build_variants, ort_runner, variant_info
+
+__all__ = ["BenchOptions", "load_note", "machine_info", "run", "stats"]
 
 log = logging.getLogger("ivif_fusion.bench")
 
@@ -57,7 +61,8 @@ class BenchOptions:
     warmup: int = 3
     task_counts: tuple = (1, 2, 3)
     backends: tuple = ("torch", "onnxruntime")
-    weights: str = ""              # VFN checkpoint; empty = seeded random VFN
+    weights: str = ""              # backbone checkpoint; empty = seeded random VFN
+    archs: tuple = ()              # fusion section: backbone variants timed at random init (see bench/variants.py)
     task_networks: bool = True
     designs: tuple = ("shared", "separate")
     out_dir: str = "benchmarks"
@@ -96,12 +101,12 @@ def _frames(opts: BenchOptions) -> list[tuple[np.ndarray, np.ndarray]]:
     """Up to 8 real MSRS pairs at the bench size when the shared data is there, else synthetic ones."""
     import cv2
 
-    from .paths import data_root
+    from ..paths import data_root
 
     root = data_root() / "MSRS"
     pairs = []
     if (root / "ir").is_dir():
-        from .data.paired import PairedFolder
+        from ..data.paired import PairedFolder
 
         folder = PairedFolder(root, strict=False)
         for name in folder.names[:8]:
@@ -123,11 +128,11 @@ def _frames(opts: BenchOptions) -> list[tuple[np.ndarray, np.ndarray]]:
 def _backbone(opts: BenchOptions, seed: int):  # noqa: ANN202
     import torch
 
-    from .models import checkpoint
-    from .models.vfn import VFN
+    from ..models import checkpoint
+    from ..models.vfn import VFN
 
     if opts.weights:
-        return checkpoint.load_vfn(opts.weights)
+        return checkpoint.load_backbone(opts.weights)
     torch.manual_seed(seed)
     return VFN().eval()
 
@@ -136,17 +141,17 @@ def _graph(backbone, tasks: list[str], seed: int):  # noqa: ANN001, ANN202
     """Backbone + one randomly initialised head per task (VIFA layout)."""
     import torch
 
-    from .models.heads import MultiHeadFusion, make_head
+    from ..models.heads import MultiHeadFusion, make_head
 
     torch.manual_seed(1000 + seed)
-    heads = {t: make_head(backbone.cfg.width // 2) for t in tasks}
+    heads = {t: make_head(backbone.shared_channels) for t in tasks}
     return MultiHeadFusion(backbone, heads, head_names=list(tasks)).eval()
 
 
 def _make_backend(kind: str, graph, opts: BenchOptions, workdir: Path, tag: str):  # noqa: ANN001, ANN202
-    from .runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from .runtime.backends.torch_backend import TorchBackend
-    from .runtime.onnx_export import export_onnx
+    from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from ..runtime.backends.torch_backend import TorchBackend
+    from ..runtime.onnx_export import export_onnx
 
     if kind == "torch":
         return TorchBackend(graph, "cpu", opts.threads)
@@ -162,8 +167,8 @@ class _Config:
         self.samples: dict[str, list[float]] = {}
 
     def run(self, ir: np.ndarray, rgb: np.ndarray, record: bool) -> None:
-        from .colour import rgb_to_ycbcr, ycbcr_to_rgb
-        from .imageops import to_uint8
+        from ..colour import rgb_to_ycbcr, ycbcr_to_rgb
+        from ..imageops import to_uint8
 
         t_start = time.perf_counter()
         ycc = rgb_to_ycbcr(rgb)
@@ -196,17 +201,18 @@ class _Config:
 def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Callable[[str], None]) -> dict:
     """Backbone torch vs ORT, and the backbone vs the SeAFusion twin in ORT, interleaved per frame; one head alone.
 
-    The three graphs run one after the other on every frame, the order rotating so none always
-    runs first; the ratios are taken per frame, so load from other processes hits all alike.
+    The graphs (and every variant of ``opts.archs``, in ORT) run one after the other on every
+    frame, the order rotating so none always runs first; the ratios are taken per frame, so load
+    from other processes hits all alike.
     """
     import onnxruntime as ort
     import torch
 
-    from .colour import luminance
-    from .models.heads import MultiHeadFusion
-    from .models.seafusion_twin import MAC_PER_PIXEL, SeAFusionTwin, paper_parameter_count
-    from .runtime.backends.onnxruntime_backend import session_options
-    from .runtime.onnx_export import export_onnx, export_reference_onnx, parity_check
+    from ..colour import luminance
+    from ..models.heads import MultiHeadFusion
+    from ..models.seafusion_twin import MAC_PER_PIXEL, SeAFusionTwin, paper_parameter_count
+    from ..runtime.backends.onnxruntime_backend import session_options
+    from ..runtime.onnx_export import export_onnx, export_reference_onnx, parity_check
 
     torch.set_num_threads(opts.threads)
     load_start = os.getloadavg()
@@ -224,6 +230,9 @@ def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Call
     runners = {"torch": lambda x, y: backbone(torch.from_numpy(x), torch.from_numpy(y)).numpy(),
                "ort": lambda x, y: sess.run(None, {"ir": x, "y": y}),
                "twin": lambda x, y: twin_sess.run(None, {"ir": x, "y": y})}
+    variants = build_variants(opts.archs, opts.seed, workdir / "variants", opts.width, opts.height)
+    for spec, v in variants.items():
+        runners[spec] = ort_runner(ort_session(v.pop("onnx")))
     names = list(runners)
     head = _graph(backbone, ["detection"], opts.seed).heads["detection"]
     shared_cache: dict[int, torch.Tensor] = {}
@@ -235,7 +244,7 @@ def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Call
             y = luminance(rgb)[None, None].astype(np.float32)
             x = ir[None, None]
             d = {}
-            for which in names[i % 3:] + names[:i % 3]:
+            for which in names[i % len(names):] + names[:i % len(names)]:
                 t0 = time.perf_counter()
                 runners[which](x, y)
                 d[which] = (time.perf_counter() - t0) * 1e3
@@ -245,10 +254,11 @@ def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Call
             t0 = time.perf_counter()
             torch.tanh(head(shared_cache[key]))
             d["head"] = (time.perf_counter() - t0) * 1e3
-            d["ort/torch"], d["ort/twin"] = d["ort"] / d["torch"], d["ort"] / d["twin"]
+            d["ort/torch"] = d["ort"] / d["torch"]
+            d.update({f"{k}/twin": d[k] / d["twin"] for k in ["ort", *variants]})
             if i >= opts.warmup:
                 for k, v in d.items():
-                    samples[k].append(v)
+                    samples.setdefault(k, []).append(v)
             progress(f"fusion {i + 1}/{n}: torch {d['torch']:.0f} ms, ort {d['ort']:.0f} ms, "
                      f"seafusion twin ort {d['twin']:.0f} ms")
 
@@ -265,6 +275,9 @@ def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Call
                                "paper_parameters": paper_parameter_count(twin),
                                "gflop_per_frame": 2 * MAC_PER_PIXEL * opts.width * opts.height / 1e9,
                                "weights": "random (seeded)", "parity_max_abs_diff": twin_parity},
+            "backbone": variant_info(backbone, opts.width, opts.height),
+            "variants": {spec: {**v, "ort_ms": stats(samples[spec]), "ratio_over_seafusion_twin":
+                                ratio(f"{spec}/twin", spec, "twin")} for spec, v in variants.items()},
             "loadavg": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
             "parity_max_abs_diff": res.parity, "ort_graph_optimization": "ORT_ENABLE_ALL (NCHWc, fusions), onnxslim"}
 
@@ -309,13 +322,13 @@ def bench_task_networks(opts: BenchOptions, frames: list, progress: Callable[[st
     torch.set_num_threads(opts.threads)
     nets: dict[str, Any] = {}
     try:
-        from .tasks.detection import YoloDetector
+        from ..tasks.detection import YoloDetector
 
         nets["detection"] = YoloDetector()
     except Exception as e:  # noqa: BLE001 - optional for the benchmark
         opts.notes.append(f"detection network not timed: {type(e).__name__}: {e}")
     try:
-        from .tasks.segmentation import SmallSegmenter
+        from ..tasks.segmentation import SmallSegmenter
 
         nets["segmentation"] = SmallSegmenter()
     except Exception as e:  # noqa: BLE001
@@ -334,117 +347,6 @@ def bench_task_networks(opts: BenchOptions, frames: list, progress: Callable[[st
             for name, net in nets.items()}
     return {"task_ms": {f"task:{k}": stats(v) for k, v in samples.items()}, "networks": info,
             "fusion_task_network": "none (the 'fusion' task publishes the fused image only)"}
-
-
-# --------------------------------------------------------------------------- report
-
-
-def _md_stats(s: dict) -> str:
-    return f"{s['median']:.1f} / {s['p90']:.1f}"
-
-
-def summarize(result: dict) -> dict:
-    """The must-show numbers of the issue, computed from the measurements."""
-    out: dict[str, Any] = {}
-    f = result.get("fusion")
-    if f:
-        out["ort_backbone_over_torch"] = f["ratio_ort_over_torch"]["median_of_per_frame"]
-        out["ort_backbone_over_torch_target"] = 0.35
-        out["ort_backbone_over_seafusion_twin"] = f["ratio_backbone_over_seafusion_twin"]["median_of_per_frame"]
-    p = result.get("pipeline")
-    if p:
-        for backend in {v["backend"] for v in p.values()}:
-            one, three = p.get(f"{backend}/shared/1"), p.get(f"{backend}/shared/3")
-            if one and three:
-                out[f"{backend}_shared_3_over_1"] = (three["stages_ms"]["total"]["median"]
-                                                     / one["stages_ms"]["total"]["median"])
-            sep = p.get(f"{backend}/separate/3")
-            if sep and three:
-                out[f"{backend}_separate_3_over_shared_3"] = (sep["stages_ms"]["total"]["median"]
-                                                              / three["stages_ms"]["total"]["median"])
-        out["shared_3_over_1_target"] = 1.15
-    return out
-
-
-def load_note(machine: dict) -> str:
-    """How far to trust absolute times: the 1-minute load at start against the usable CPUs."""
-    load = (machine.get("loadavg_start") or [0.0])[0]
-    if load > 0.75 * max(1, machine.get("usable_cpus") or 1):
-        return "other jobs shared these CPUs, so absolute times are inflated; ratios come from interleaved runs."
-    return "a quiet machine (the benchmark's own threads are the load); ratios come from interleaved runs."
-
-
-def to_markdown(result: dict) -> str:
-    m = result["machine"]
-    o = result["options"]
-    lines = ["# ivif bench", "",
-             f"{m['date']} · {m['cpu_model']} · {m['usable_cpus']} usable CPU(s) · torch {m['torch']} · "
-             f"onnxruntime {m['onnxruntime']} · Python {m['python']}", "",
-             f"{o['width']}x{o['height']}, {o['threads']} threads, {o['warmup']} warm-up + {o['frames']} timed frames; "
-             "times in ms as **median / p90**.", "",
-             f"Load average (1/5/15 min) at start {m['loadavg_start']}, at end {m.get('loadavg_end')}: "
-             + load_note(m)]
-    s = result.get("summary", {})
-    lines += ["", "## Must-show ratios", "", "| quantity | measured | target |", "|---|---|---|"]
-    if "ort_backbone_over_torch" in s:
-        v = s["ort_backbone_over_torch"]
-        lines.append(f"| ORT backbone / eager torch backbone (median of per-frame ratios) | {v:.3f} | "
-                     f"<= 0.35 ({'met' if v <= 0.35 else 'NOT met'}) |")
-    if "ort_backbone_over_seafusion_twin" in s:
-        lines.append(f"| ORT backbone / ORT SeAFusion twin (median of per-frame ratios) | "
-                     f"{s['ort_backbone_over_seafusion_twin']:.3f} | (reference) |")
-    for b in ("torch", "onnxruntime"):
-        if f"{b}_shared_3_over_1" in s:
-            v = s[f"{b}_shared_3_over_1"]
-            lines.append(f"| {b}: 3-task / 1-task fusion pipeline, shared backbone + heads | {v:.3f} | "
-                         f"<= 1.15 ({'met' if v <= 1.15 else 'NOT met'}) |")
-        if f"{b}_separate_3_over_shared_3" in s:
-            lines.append(f"| {b}: 3 separate networks / shared backbone + 3 heads | "
-                         f"{s[f'{b}_separate_3_over_shared_3']:.2f} | (sharing gain) |")
-    f = result.get("fusion")
-    if f:
-        lines += ["", "## Backbone: eager torch vs ONNX Runtime", "", "| stage | median / p90 (ms) |", "|---|---|",
-                  f"| torch backbone (VFN forward) | {_md_stats(f['torch_backbone_ms'])} |",
-                  f"| ONNX Runtime backbone | {_md_stats(f['ort_backbone_ms'])} |",
-                  f"| one 3x3 head (torch, on the shared map) | {_md_stats(f['torch_head_ms'])} |",
-                  f"| SeAFusion twin, ONNX Runtime (random weights) | {_md_stats(f['ort_seafusion_twin_ms'])} |", "",
-                  f"ORT/torch ratio: median of per-frame ratios {f['ratio_ort_over_torch']['median_of_per_frame']:.3f}, "
-                  f"ratio of medians {f['ratio_ort_over_torch']['of_medians']:.3f}. ORT: {f['ort_graph_optimization']}. "
-                  f"Export parity (max abs diff): {f['parity_max_abs_diff']}.", "",
-                  "Backbone / SeAFusion twin, both in ONNX Runtime, same run, interleaved per frame: "
-                  f"**{f['ratio_backbone_over_seafusion_twin']['median_of_per_frame']:.3f}** (median of per-frame "
-                  f"ratios; ratio of medians {f['ratio_backbone_over_seafusion_twin']['of_medians']:.3f}). Twin: "
-                  f"{f['seafusion_twin']['paper_parameters']:,} parameters as the paper counts them "
-                  f"({f['seafusion_twin']['parameters']:,} here, Sobel fixed), "
-                  f"{f['seafusion_twin']['gflop_per_frame']:.1f} GFLOP per frame. Load average during this section: "
-                  f"{f['loadavg']['start']} at start, {f['loadavg']['end']} at end."]
-    p = result.get("pipeline")
-    if p:
-        stages: list[str] = []
-        for v in p.values():
-            for k in v["stages_ms"]:
-                if k not in stages and k != "total":
-                    stages.append(k)
-        lines += ["", "## Fusion pipeline per pair (task networks excluded, see below)", "",
-                  "| config | tasks | " + " | ".join(stages) + " | total |",
-                  "|---|---|" + "---|" * (len(stages) + 1)]
-        for name, v in p.items():
-            cells = [_md_stats(v["stages_ms"][k]) if k in v["stages_ms"] else "" for k in stages]
-            lines.append(f"| {name} | {len(v['tasks'])} | " + " | ".join(cells)
-                         + f" | **{_md_stats(v['stages_ms']['total'])}** |")
-        lines += ["", "Stages: preprocess = RGB->YCbCr; backbone / head:<task> = torch backend; backbone+heads = "
-                  "one ONNX Runtime call for the whole graph; net:<task> = a separate full fusion network per task; "
-                  "postprocess = colour recombination + uint8 for every task."]
-    t = result.get("task_networks")
-    if t:
-        lines += ["", "## Task networks (eager torch, randomly initialised)", "", "| stage | network | median / p90 (ms) |",
-                  "|---|---|---|"]
-        for k, v in t["task_ms"].items():
-            net = t["networks"].get(k.split(":", 1)[1], {})
-            lines.append(f"| {k} | {net.get('network')} (input {net.get('input_size')}) | {_md_stats(v)} |")
-        lines.append(f"| task:fusion | {t['fusion_task_network']} | - |")
-    lines += ["", "## Notes", ""] + [f"- {n}" for n in result.get("notes", [])] + [""]
-    return "\n".join(lines)
 
 
 def run(opts: BenchOptions, sections: tuple[str, ...] = ("fusion", "pipeline"),
