@@ -10,7 +10,7 @@ import pytest
 
 from ivif_fusion.cli import main
 from ivif_fusion.data import pseudo_masks as pm
-from ivif_fusion.data.pseudo_mask_folder import night_from_name, summarize_masks
+from ivif_fusion.data.pseudo_mask_folder import FolderSummary, night_from_name, summarize_boxes, summarize_masks
 from ivif_fusion.data.readers import open_dataset
 
 PAIR = "00392D"  # an MSRS day pair with persons, bicycles and cars in its fusion box set
@@ -100,6 +100,19 @@ def test_night_from_name_and_luminance() -> None:
     assert pm.is_night(np.full((4, 4, 3), 0.1), 0.21) and not pm.is_night(np.full((4, 4, 3), 0.4), 0.21)
 
 
+def test_box_summary_means_per_class_and_day_night() -> None:
+    rows = [{"name": "00001D", "class_id": "2", "status": "ok", "fill": "0.5", "ignore": "0.1"},
+            {"name": "00002N", "class_id": "2", "status": "ok", "fill": "0.3", "ignore": "0.3"},
+            {"name": "010001", "class_id": "1", "status": "small", "fill": "0", "ignore": "1"}]
+    s = FolderSummary()
+    summarize_boxes(rows, s)
+    assert s.boxes == {2: 2, 1: 1} and s.statuses == {"ok": 2, "small": 1}
+    assert s.fill == pytest.approx({2: 0.4, 1: 0.0}) and s.box_ignore == pytest.approx({2: 0.2, 1: 1.0})
+    assert s.by_time == {(2, "day"): (1, 0.5, 0.1), (2, "night"): (1, 0.3, 0.3)}  # 010001: no day/night in the name
+    assert "  person: 2 boxes, mean fill 0.400, mean ignore 0.200 (day 1 boxes, fill 0.500, ignore 0.100; " \
+           "night 1 boxes, fill 0.300, ignore 0.300)" in s.lines()
+
+
 # --------------------------------------------------------------------------- a real MSRS pair
 
 
@@ -156,7 +169,7 @@ def test_cli_writes_identical_bytes_and_check_reads_them(msrs_pair, tmp_path: Pa
     capsys.readouterr()
     assert main(["data", "check", "--masks", str(outs[0])]) == 0
     text = capsys.readouterr().out
-    assert "pseudo-masks: 2" in text and "person:" in text and "mean fill" in text
+    assert "pseudo-masks: 2" in text and "person:" in text and "mean fill" in text and "; night " in text
     s = summarize_masks(outs[0])
     assert sum(s.pixels.values()) == 2 * 640 * 480 and s.masks == 2
 

@@ -49,6 +49,7 @@ class FolderSummary:
     statuses: Counter = field(default_factory=Counter)  # status -> boxes
     fill: dict = field(default_factory=dict)  # class id -> mean fill fraction of its boxes
     box_ignore: dict = field(default_factory=dict)  # class id -> mean ignore fraction of its boxes
+    by_time: dict = field(default_factory=dict)  # (class id, "day"|"night") -> (boxes, mean fill, mean ignore)
     problems: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -57,6 +58,7 @@ class FolderSummary:
             d[k] = {str(a): b for a, b in sorted(getattr(self, k).items(), key=lambda kv: str(kv[0]))}
         d["fill"] = {str(k): round(v, 4) for k, v in sorted(self.fill.items())}
         d["box_ignore"] = {str(k): round(v, 4) for k, v in sorted(self.box_ignore.items())}
+        d["by_time"] = {f"{c} {t}": [n, round(f, 4), round(i, 4)] for (c, t), (n, f, i) in sorted(self.by_time.items())}
         return d
 
     def lines(self) -> list[str]:
@@ -66,23 +68,31 @@ class FolderSummary:
                "pixels: " + ", ".join(f"{SEG_NAMES.get(v, v)} {100 * n / total:.2f} %"
                                       for v, n in sorted(self.pixels.items()))]
         for cid, n in sorted(self.boxes.items()):
+            times = [f"{t} {self.by_time[cid, t][0]} boxes, fill {self.by_time[cid, t][1]:.3f}, "
+                     f"ignore {self.by_time[cid, t][2]:.3f}" for t in ("day", "night") if (cid, t) in self.by_time]
             out.append(f"  {SEG_NAMES.get(cid, cid)}: {n} boxes, mean fill {self.fill[cid]:.3f}, "
-                       f"mean ignore {self.box_ignore[cid]:.3f}")
+                       f"mean ignore {self.box_ignore[cid]:.3f}" + (f" ({'; '.join(times)})" if times else ""))
         out.append("box status: " + ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items())))
         return out
 
 
 def summarize_boxes(rows: Iterable[dict], summary: FolderSummary) -> None:
-    """Add per-class box counts, mean fill and mean ignore fractions from box rows to ``summary``."""
-    fills, ignores = defaultdict(list), defaultdict(list)
+    """Add per-class box counts, mean fill and mean ignore fractions from box rows to ``summary``
+    (also split by day and night where the pair names say which, as MSRS names do)."""
+    values = defaultdict(list)  # class id or (class id, day|night) -> [(fill, ignore)]
     for r in rows:
         cid = int(r["class_id"])
         summary.boxes[cid] += 1
         summary.statuses[str(r["status"])] += 1
-        fills[cid].append(float(r["fill"]))
-        ignores[cid].append(float(r["ignore"]))
-    summary.fill = {c: float(np.mean(v)) for c, v in fills.items()}
-    summary.box_ignore = {c: float(np.mean(v)) for c, v in ignores.items()}
+        pair = (float(r["fill"]), float(r["ignore"]))
+        values[cid].append(pair)
+        night = night_from_name(str(r["name"]))
+        if night is not None:
+            values[cid, "night" if night else "day"].append(pair)
+    means = {k: np.mean(v, axis=0) for k, v in values.items()}
+    summary.fill = {k: float(m[0]) for k, m in means.items() if isinstance(k, int)}
+    summary.box_ignore = {k: float(m[1]) for k, m in means.items() if isinstance(k, int)}
+    summary.by_time = {k: (len(values[k]), float(m[0]), float(m[1])) for k, m in means.items() if isinstance(k, tuple)}
 
 
 def summarize_masks(folder: str | Path) -> FolderSummary:
