@@ -66,6 +66,16 @@ def test_full_box_object_and_tiny_box_are_all_ignore() -> None:
     assert [(f.fill, f.ignore) for f in fills] == [(0.0, 1.0), (0.0, 1.0)]
 
 
+def test_box_without_margin_fails_cleanly_and_box_outside_the_image_is_skipped() -> None:
+    thermal = np.full((40, 40), 0.1, np.float32)
+    thermal[10:30, 10:30] = 0.9
+    boxes = np.array([[0, 0, 40, 40], [-5, -5, 0.4, 0.4]])  # no background left to model; rounds to 0 px
+    mask, fills = pm.pseudo_mask(thermal, np.dstack([thermal] * 3), boxes, [pm.CAR, pm.PERSON], night=False)
+    assert [f.status for f in fills] == ["grabcut_failed", "small"]
+    assert (mask == pm.IGNORE).all()
+    assert (fills[1].x0, fills[1].x1, fills[1].fill, fills[1].ignore) == (0, 0, 0.0, 0.0)
+
+
 def test_overlap_of_two_classes_is_ignore() -> None:
     thermal = np.full((128, 128), 0.1, np.float32)
     thermal[20:100, 20:60] = thermal[20:100, 70:110] = 0.9
@@ -178,3 +188,17 @@ def test_cli_refuses_output_inside_the_data_root(data_root: Path, capsys) -> Non
     assert main(["data", "masks", "--out", str(data_root / "MSRS" / "masks")]) == 1
     assert "inside" in capsys.readouterr().err
     assert not (data_root / "MSRS" / "masks").exists()
+
+
+def test_figure_pairs_cover_day_night_and_every_class(msrs_pair) -> None:  # noqa: ANN001
+    from ivif_fusion.data.pseudo_mask_figure import pick_pairs
+    from ivif_fusion.data.splits import frame_number
+
+    reader, _ = msrs_pair
+    ids = pm.seg_ids(reader.classes)
+    chosen = pick_pairs([reader.record(it) for it in reader.items], ids)
+    assert [r.name[-1] for r in chosen] == ["D"] * 6 + ["N"] * 6
+    for half in (chosen[:6], chosen[6:]):
+        assert {ids[c] for r in half for c in r.class_ids} == {pm.CAR, pm.PERSON, pm.BIKE}
+    frames = sorted(frame_number(r.name) for r in chosen)
+    assert min(b - a for a, b in zip(frames, frames[1:])) >= 20

@@ -36,7 +36,7 @@ def overlay(image_rgb: np.ndarray, mask: np.ndarray, rects: Sequence[tuple[int, 
     return out
 
 
-def pick_pairs(records: Sequence, ids: Sequence[int], count: int = 12, spacing: int = 20) -> list:  # noqa: C901
+def pick_pairs(records: Sequence, ids: Sequence[int], count: int = 12, spacing: int = 20) -> list:
     """``count`` records, half day and half night, cycling through the classes (see the module doc)."""
     def night(r) -> bool:  # noqa: ANN001
         flag = night_from_name(r.name)
@@ -52,7 +52,7 @@ def pick_pairs(records: Sequence, ids: Sequence[int], count: int = 12, spacing: 
             best = None
             for r in pool:
                 classes = {ids[c] for c in r.class_ids}
-                if cls not in classes or r in chosen:
+                if cls not in classes or any(c.name == r.name for c in chosen):
                     continue
                 f = frame_number(r.name) if r.name[:1].isdigit() else -10 ** 6
                 if any(abs(f - g) < spacing for g in frames):

@@ -27,7 +27,8 @@ import numpy as np
 
 from ..imageops import normalize_thermal, normalize_visible
 from .paired import read_image
-from .pseudo_masks import IGNORE, SEG_NAMES, BoxFill, PseudoMaskError, PseudoMaskOptions, pseudo_mask, seg_ids
+from .pseudo_masks import (IGNORE, SEG_NAMES, BoxFill, PseudoMaskError, PseudoMaskOptions, mask_histogram, pseudo_mask,
+                           seg_ids)
 
 BOX_COLUMNS = ("name", "box", "class_id", "class", "x0", "y0", "x1", "y1", "fill", "ignore", "status")
 _MSRS_NAME = re.compile(r"^\d{5}([DN])$")
@@ -109,8 +110,7 @@ def summarize_masks(folder: str | Path) -> FolderSummary:
             summary.problems.append(f"{path}: not a single-channel 8-bit mask")
             continue
         summary.masks += 1
-        values, counts = np.unique(m, return_counts=True)
-        summary.pixels.update({int(v): int(c) for v, c in zip(values, counts)})
+        summary.pixels.update(mask_histogram([m]))
     table = folder / "boxes.csv"
     if table.is_file():
         with table.open(newline="") as f:
@@ -175,8 +175,7 @@ def write_pseudo_masks(reader, out: str | Path, names: Iterable[str] | None = No
             raise PseudoMaskError(f"cannot encode the mask of '{rec.name}' as PNG")
         (out / f"{rec.name}.png").write_bytes(png.tobytes())
         summary.masks += 1
-        values, counts = np.unique(mask, return_counts=True)
-        summary.pixels.update({int(v): int(c) for v, c in zip(values, counts)})
+        summary.pixels.update(mask_histogram([mask]))
         rows += [_box_row(rec.name, b) for b in fills]
     summarize_boxes(rows, summary)
     summary.problems = [p.message for p in reader.problems]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -97,9 +97,6 @@ class BoxFill:
     fill: float  # fraction of the box's pixels labelled with its class in the final mask
     ignore: float  # fraction labelled IGNORE
     status: str  # ok | small | grabcut_failed | degenerate
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _pixel_rect(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
