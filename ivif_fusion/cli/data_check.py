@@ -15,8 +15,9 @@ HELP = "check a dataset folder (msrs, m3fd, llvip or flat layout): pairs, sizes,
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # literal names keep `ivif --help` free of numpy imports; test_readers checks them against the readers
-    p.add_argument("root", metavar="ROOT",
+    p.add_argument("root", metavar="ROOT", nargs="?",
                    help="dataset folder; a bare name such as MSRS is also looked up under the data root")
+    p.add_argument("--masks", metavar="DIR", help="instead: class histogram and box fill of an `ivif data masks` folder")
     p.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS),
                    help="folder layout (auto: guess from the sub-folders)")
     p.add_argument("--set", "--label-set", dest="label_set", default=None,
@@ -47,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from ..data.check import check
     from ..data.readers import open_dataset
 
+    if args.masks or not args.root:
+        from ..data.pseudo_mask_folder import mask_report
+
+        lines, code = mask_report(args.masks, args.json)
+        print("\n".join(lines))
+        return code
     root = _resolve_root(args.root)
     reader = open_dataset(root, args.layout, splits=args.split, label_set=args.label_set, class_map=args.class_map,
                           strict=False)
