@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 RUN := source scripts/env.sh &&
 
-.PHONY: demo test install bench clean-venv help
+.PHONY: demo test install bench mutation clean-venv help
 
 help:
 	@echo "make demo   - set up .venv and run the demo on the shared sample pairs"
@@ -24,6 +24,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(RUN) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+mutation: $(STAMP)
+	bash scripts/mutation.sh $(AREA)
 
 bench: $(STAMP)
 	$(RUN) $(VENV)/bin/ivif bench all
