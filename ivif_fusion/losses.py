@@ -123,7 +123,7 @@ def fusion_vif_t(fused: torch.Tensor, ir: torch.Tensor, y: torch.Tensor) -> torc
 
 
 def _qabf_gradients_t(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edge strength and orientation of (N, 1, H, W), as metrics.edges.qabf_gradients ("cddfuse")."""
+    """Edge strength and orientation of (N, 1, H, W), as metrics.qabf.qabf_gradients ("cddfuse")."""
     gx, gy = sobel_xy(x, padding="zeros")
     sx = -gx  # the evaluators' s_x (convolution with [-1 0 1; -2 0 2; -1 0 1])
     sq = sx * sx + gy * gy
@@ -140,8 +140,8 @@ def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return num / torch.where(den == 0, torch.ones_like(den), den)
 
 
-def _edge_preservation_t(g_s, a_s, g_f, a_f):  # noqa: ANN001, ANN202 - tensors, as metrics.edges
-    from .metrics.edges import QABF_DA, QABF_DG, QABF_KA, QABF_KG, QABF_TA, QABF_TG
+def _edge_preservation_t(g_s, a_s, g_f, a_f):  # noqa: ANN001, ANN202 - tensors, as metrics.qabf
+    from .metrics.qabf import QABF_DA, QABF_DG, QABF_KA, QABF_KG, QABF_TA, QABF_TG
 
     rel_g = torch.where(g_s > g_f, _safe_div(g_f, g_s), torch.where(g_s == g_f, g_f, _safe_div(g_s, g_f)))
     rel_a = 1.0 - (a_s - a_f).abs() / (math.pi / 2.0)
@@ -150,7 +150,7 @@ def _edge_preservation_t(g_s, a_s, g_f, a_f):  # noqa: ANN001, ANN202 - tensors,
 
 def qabf_t(ir: torch.Tensor, y: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     """Differentiable Qabf per image, (N, 1, H, W) on the 0..255 scale -> (N,); the computation of
-    :func:`ivif_fusion.metrics.edges.qabf` (default convention, L = 1) in torch (test_rsc checks they agree)."""
+    :func:`ivif_fusion.metrics.qabf.qabf` (default convention, L = 1) in torch (test_rsc checks they agree)."""
     ga, aa = _qabf_gradients_t(ir)
     gb, ab = _qabf_gradients_t(y)
     gf, af = _qabf_gradients_t(fused)

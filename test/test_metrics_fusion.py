@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ivif_fusion.metrics import edges, vif as vifm
+from ivif_fusion.metrics import qabf as qm
+from ivif_fusion.metrics import vif as vifm
 from ivif_fusion.metrics import fusion as fm
 from ivif_fusion.metrics.fusion import (HIGHER_IS_BETTER, METRIC_NAMES, average_gradient, cc, correlation, entropy,
                                         fusion_metrics, mutual_information, mutual_information_pair, psnr, qabf_nabf,
@@ -212,7 +213,7 @@ def test_qabf_gradients_of_a_dot_by_hand():
     # zero-padded 'same' Sobel of a centred 1: the pixel above sees it with weight 2 below it
     # (s_y = 2, s_x = 0 -> angle pi/2 by rule); the pixel left of it: s_x = -(right - left) = -2,
     # s_y = 0 -> atan(0 / -2) = 0; the top-left corner: s_x = -1, s_y = 1 -> -pi/4; top-right: +pi/4
-    g, alpha = edges.qabf_gradients(_dot())
+    g, alpha = qm.qabf_gradients(_dot())
     r2 = math.sqrt(2)
     np.testing.assert_allclose(g, [[r2, 2, r2], [2, 0, 2], [r2, 2, r2]], rtol=0, atol=1e-15)
     np.testing.assert_allclose(alpha, [[-math.pi / 4, math.pi / 2, math.pi / 4], [0, math.pi / 2, 0],
@@ -227,21 +228,21 @@ def test_qabf_by_hand_on_a_dot():
         return TG / (1 + math.exp(KG * (x - DG)))
 
     # F = 2A: every edge keeps half its strength (G = 1/2) and its orientation, B has no edges (w_B = 0)
-    assert edges.qabf(a, flat, 2 * a) == pytest.approx(qg(0.5) * qa1, abs=1e-15)
+    assert qm.qabf(a, flat, 2 * a) == pytest.approx(qg(0.5) * qa1, abs=1e-15)
     assert qg(0.5) * qa1 == pytest.approx(0.9994 / 2 * 0.9879 / (1 + math.exp(-4.4)), abs=1e-15)
     # F = A: where g_A = g_F the evaluators take G = g_F itself (not 1), so the weights g = 2 (x4)
     # and sqrt 2 (x4) see different strength terms
     r2 = math.sqrt(2)
     expected = (4 * 2 * qg(2) + 4 * r2 * qg(r2)) * qa1 / (4 * 2 + 4 * r2)
-    assert edges.qabf(a, flat, a) == pytest.approx(expected, abs=1e-15)
+    assert qm.qabf(a, flat, a) == pytest.approx(expected, abs=1e-15)
     # A's edges through B: symmetric in the two sources
-    assert edges.qabf(flat, a, a) == pytest.approx(expected, abs=1e-15)
+    assert qm.qabf(flat, a, a) == pytest.approx(expected, abs=1e-15)
     # nothing to preserve: both sources flat -> undefined
-    assert math.isnan(edges.qabf(flat, flat, a))
+    assert math.isnan(qm.qabf(flat, flat, a))
     with pytest.raises(ValueError, match="Qabf convention"):
-        edges.qabf(a, flat, a, convention="x")
+        qm.qabf(a, flat, a, convention="x")
     with pytest.raises(ValueError, match="3x3"):
-        edges.qabf(a[:2], flat[:2], a[:2])
+        qm.qabf(a[:2], flat[:2], a[:2])
 
 
 def test_qabf_of_f_equal_a_with_flat_b_is_the_sigmoid_product_in_the_mod_pi_variant():
@@ -251,12 +252,12 @@ def test_qabf_of_f_equal_a_with_flat_b_is_the_sigmoid_product_in_the_mod_pi_vari
     b = np.full_like(a, 100.0)
     expected = 0.9994 / (1 + math.exp(-15 * 0.5)) * 0.9879 / (1 + math.exp(-22 * 0.2))
     assert expected == pytest.approx(0.9747936, abs=1e-7)  # 0.998847 * 0.975918
-    assert edges.qabf(a, b, a, convention="mod_pi") == pytest.approx(expected, abs=1e-12)
+    assert qm.qabf(a, b, a, convention="mod_pi") == pytest.approx(expected, abs=1e-12)
     q, n = qabf_nabf(a, np.zeros_like(a), a)
     assert expected < q < TG * TA / (1 + math.exp(KA * (1 - DA)))  # G = g_F >= 1 lifts the strength term towards Tg
     assert n == 0.0  # F's edges are never stronger than A's
     # zero padding: a flat but non-zero B has strong border edges that F = A does not preserve
-    assert edges.qabf(a, b, a) < 0.8
+    assert qm.qabf(a, b, a) < 0.8
     z = np.zeros_like(a)
     q2, n2 = qabf_nabf(z, z, a)
     assert math.isnan(q2) and n2 > 0.0  # no edge to preserve; A's edges in F are all artefacts
@@ -267,12 +268,12 @@ def test_negated_gradients_keep_qabf():
     ir, _ = _scene()
     a = ir.astype(np.float64)
     b = np.zeros_like(a)
-    for conv in edges.QABF_CONVENTIONS:
-        assert edges.qabf(a, b, -a, convention=conv) == pytest.approx(edges.qabf(a, b, a, convention=conv), abs=1e-12)
+    for conv in qm.QABF_CONVENTIONS:
+        assert qm.qabf(a, b, -a, convention=conv) == pytest.approx(qm.qabf(a, b, a, convention=conv), abs=1e-12)
     # a contrast-inverted image also flips the zero-padded border step, so only the interior variant keeps it
-    assert edges.qabf(a, b, 255.0 - a, convention="mod_pi") == pytest.approx(edges.qabf(a, b, a, convention="mod_pi"),
+    assert qm.qabf(a, b, 255.0 - a, convention="mod_pi") == pytest.approx(qm.qabf(a, b, a, convention="mod_pi"),
                                                                             abs=1e-12)
-    assert edges.qabf(a, b, 255.0 - a) < edges.qabf(a, b, a) - 0.05
+    assert qm.qabf(a, b, 255.0 - a) < qm.qabf(a, b, a) - 0.05
 
 
 def test_nabf_by_hand_on_a_vertical_step():
@@ -286,14 +287,14 @@ def test_nabf_by_hand_on_a_vertical_step():
     q_af = math.sqrt(0.9999 / (1 + math.exp(-19 * 0.0)) * 0.9995 / (1 + math.exp(-22 * 0.5)))
     q_bf = math.sqrt(0.9999 / (1 + math.exp(19 * 0.5)) * 0.9995 / (1 + math.exp(22 * 0.5)))
     # default (images / 255, as Image-Fusion passes im2double): every strength < Td = 2 -> weights 0.001
-    assert edges.nabf(a, flat, f) == pytest.approx(8 * (2 - q_af - q_bf) / 48, abs=1e-15)
+    assert qm.nabf(a, flat, f) == pytest.approx(8 * (2 - q_af - q_bf) / 48, abs=1e-15)
     # 0..255 scale: g_A = 36 / 8 = 4.5 >= Td on the edges -> w_A = 4.5^1.5 there, 0.001 elsewhere
     w = 4.5 ** 1.5
     expected = 8 * ((1 - q_af) * w + (1 - q_bf) * 0.001) / (8 * w + 16 * 0.001 + 24 * 0.001)
-    assert edges.nabf(a, flat, f, scale="255") == pytest.approx(expected, abs=1e-15)
-    assert edges.nabf(a, flat, a) == 0.0  # nothing stronger than the sources
+    assert qm.nabf(a, flat, f, scale="255") == pytest.approx(expected, abs=1e-15)
+    assert qm.nabf(a, flat, a) == 0.0  # nothing stronger than the sources
     with pytest.raises(ValueError, match="Nabf scale"):
-        edges.nabf(a, flat, f, scale="1")
+        qm.nabf(a, flat, f, scale="1")
 
 
 def test_ordering_edge_preserving_fusion_beats_blurred_fusion():

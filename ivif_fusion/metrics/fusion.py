@@ -3,8 +3,8 @@
 Every metric follows the conventions of the CDDFuse evaluator (``utils/Evaluator.py`` of
 Zhaozixiang1228/MMIF-CDDFuse, the evaluator of the CDDFuse/DDFM/EMMA papers) by default; Nabf,
 which that evaluator lacks, follows Linfeng-Tang/Image-Fusion. Other conventions are named
-variants (``AG_VARIANTS``, ``SSIM_VARIANTS``, ``PSNR_PEAKS``, ``edges.QABF_CONVENTIONS``,
-``edges.NABF_SCALES``). Formulas, references and where public suites disagree: docs/metrics.md.
+variants (``AG_VARIANTS``, ``SSIM_VARIANTS``, ``PSNR_PEAKS``, ``qabf.QABF_CONVENTIONS``,
+``qabf.NABF_SCALES``). Formulas, references and where public suites disagree: docs/metrics.md.
 
 - Every image is reduced to one gray channel on a 0..255 scale, rounded to integers, held as
   float64, as the evaluator reads files: colour goes through OpenCV's BGR->gray on float32
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from .edges import nabf, qabf, qabf_nabf
+from .qabf import nabf, qabf, qabf_nabf
 from .vif import vif, vif_pair
 
 # qabf_nabf and vif_pair are re-exported: callers import every fusion metric from this module
