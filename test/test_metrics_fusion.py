@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import time
 
 import cv2
@@ -47,7 +48,7 @@ def _dot() -> np.ndarray:
 
 def test_constant_image_has_zero_information_metrics():
     f = np.full((50, 60), 77.0)
-    assert entropy(f) == 0.0
+    assert entropy(f) == 0.0 and math.copysign(1.0, entropy(f)) == 1.0  # +0.0, not -0.0
     assert std_dev(f) == 0.0
     assert spatial_frequency(f) == 0.0
     for variant in fm.AG_VARIANTS:
@@ -84,8 +85,20 @@ def test_sf_and_ag_by_hand():
     assert average_gradient(f, "vifb") == pytest.approx(sum(terms) / 2, abs=1e-12)  # over (H-1)(W-1)
     with pytest.raises(ValueError, match="AG variant"):
         average_gradient(f, "sobel")
-    with pytest.raises(ValueError, match="2x2"):
-        average_gradient(np.zeros((1, 5)))
+    # uint8 input: differences must not wrap around (0 - 1 = 255 in uint8)
+    f8 = f.astype(np.uint8)
+    assert spatial_frequency(f8) == spatial_frequency(f)
+    for variant in fm.AG_VARIANTS:
+        assert average_gradient(f8, variant) == average_gradient(f, variant)
+    # the smallest accepted sizes, in both orientations; one row or column is refused
+    col = np.array([[0.0, 4.0], [0.0, 4.0], [0.0, 4.0]])  # 3x2: dx = 4 everywhere, dy = 0
+    assert spatial_frequency(col) == 4.0 and spatial_frequency(col.T) == 4.0
+    assert average_gradient(col) == pytest.approx(4 / math.sqrt(2), abs=1e-15)
+    assert average_gradient(col.T) == pytest.approx(4 / math.sqrt(2), abs=1e-15)
+    for shape in ((1, 5), (5, 1)):
+        for metric, name in ((average_gradient, "AG"), (spatial_frequency, "SF")):
+            with pytest.raises(ValueError, match="^" + re.escape(f"{name} needs at least 2x2 pixels, got {shape}") + "$"):
+                metric(np.zeros(shape))
 
 
 # ---------------------------------------------------------------- two-image metrics by hand
@@ -103,7 +116,8 @@ def test_mi_by_hand_and_identities():
     _, vi = _scene()
     v = vi.astype(np.float64)
     assert mutual_information_pair(v, v) == pytest.approx(entropy(v) * math.log(2), abs=1e-10)
-    assert mutual_information_pair(v, np.full_like(v, 9.0)) == 0.0
+    mi0 = mutual_information_pair(v, np.full_like(v, 9.0))
+    assert mi0 == 0.0 and math.copysign(1.0, mi0) == 1.0
 
 
 def test_correlation_cc_and_scd_by_hand():
@@ -114,6 +128,7 @@ def test_correlation_cc_and_scd_by_hand():
     # sum of products 2.625 + 0.375 + 0.125 + 3.375 = 6.5
     r = 6.5 / math.sqrt(5 * 8.75)
     assert correlation(a, f) == pytest.approx(r, abs=1e-15)
+    assert correlation(a * 1e-3, f * 1e-3) == pytest.approx(r, abs=1e-12)  # scale-free, even below 1
     assert correlation(b, f) == pytest.approx(-r, abs=1e-15)
     assert cc(a, b, a + f) == pytest.approx((correlation(a, a + f) + correlation(b, a + f)) / 2, abs=1e-15)
     assert cc(a, a, f) == pytest.approx(r, abs=1e-15)
@@ -125,6 +140,10 @@ def test_correlation_cc_and_scd_by_hand():
     # a constant image has no correlation: 0 / 0, NaN as in the evaluator
     assert math.isnan(correlation(a, np.full_like(a, 3.0)))
     assert math.isnan(scd(a, b, b))  # F = B: F - B is constant
+    # uint8 inputs: F - A must not wrap around
+    a8, b8, f8 = a.astype(np.uint8), b.astype(np.uint8), f.astype(np.uint8)
+    assert scd(a8, b8, f8) == pytest.approx(scd(a, b, f), abs=1e-15)
+    assert psnr(a8, b8, f8) == pytest.approx(psnr(a, b, f), abs=1e-12)
 
 
 def test_psnr_by_hand_uses_the_fused_peak():
@@ -158,6 +177,7 @@ def test_ssim_conventions_match_skimage_calls():
     wang = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
     assert ssim_pair(a, b, "wang") == pytest.approx(wang, abs=1e-10)
     assert ssim(a, b, a) == pytest.approx(1.0 + ssim_pair(a, b), abs=1e-12)  # sum over the two sources
+    assert ssim(a, b, a, "wang") == pytest.approx(1.0 + wang, abs=1e-10)
     with pytest.raises(ValueError, match="SSIM variant"):
         ssim_pair(a, b, "ms")
 
@@ -213,7 +233,7 @@ def test_qabf_gradients_of_a_dot_by_hand():
     # zero-padded 'same' Sobel of a centred 1: the pixel above sees it with weight 2 below it
     # (s_y = 2, s_x = 0 -> angle pi/2 by rule); the pixel left of it: s_x = -(right - left) = -2,
     # s_y = 0 -> atan(0 / -2) = 0; the top-left corner: s_x = -1, s_y = 1 -> -pi/4; top-right: +pi/4
-    g, alpha = qm.qabf_gradients(_dot())
+    g, alpha = qm.qabf_gradients(_dot(), "cddfuse")
     r2 = math.sqrt(2)
     np.testing.assert_allclose(g, [[r2, 2, r2], [2, 0, 2], [r2, 2, r2]], rtol=0, atol=1e-15)
     np.testing.assert_allclose(alpha, [[-math.pi / 4, math.pi / 2, math.pi / 4], [0, math.pi / 2, 0],
@@ -237,6 +257,11 @@ def test_qabf_by_hand_on_a_dot():
     assert qm.qabf(a, flat, a) == pytest.approx(expected, abs=1e-15)
     # A's edges through B: symmetric in the two sources
     assert qm.qabf(flat, a, a) == pytest.approx(expected, abs=1e-15)
+    # the measure is scale-free away from ties: tiny gradients (total weight below 1) give the same
+    assert qm.qabf(a / 100, flat, a / 50) == pytest.approx(qg(0.5) * qa1, abs=1e-15)
+    # uint8 images are filtered in float (a uint8 Sobel would wrap)
+    a8 = (9 * a).astype(np.uint8)
+    assert qm.qabf(a8, flat.astype(np.uint8), 2 * a8) == pytest.approx(qg(0.5) * qa1, abs=1e-15)
     # nothing to preserve: both sources flat -> undefined
     assert math.isnan(qm.qabf(flat, flat, a))
     with pytest.raises(ValueError, match="Qabf convention"):
@@ -261,6 +286,24 @@ def test_qabf_of_f_equal_a_with_flat_b_is_the_sigmoid_product_in_the_mod_pi_vari
     z = np.zeros_like(a)
     q2, n2 = qabf_nabf(z, z, a)
     assert math.isnan(q2) and n2 > 0.0  # no edge to preserve; A's edges in F are all artefacts
+
+
+def test_mod_pi_variant_compares_orientations_modulo_pi():
+    # two ramps with gradients (-10, 1) and (10, 1): orientations atan2 = pi - t and t, t = atan(1/10);
+    # modulo pi they are 2t apart (not pi - 2t), with equal strength (G = 1)
+    yy, xx = np.mgrid[0:9, 0:9].astype(np.float64)
+    a, f = 100 - 10 * xx + yy, 10 * xx + yy
+    t = math.atan(0.1)
+    lam = 1 - 2 * t / (math.pi / 2)
+    expected = TG / (1 + math.exp(KG * (1 - DG))) * TA / (1 + math.exp(KA * (lam - DA)))
+    assert qm.qabf(a, np.zeros_like(a), f, convention="mod_pi") == pytest.approx(expected, abs=1e-12)
+    # both sources go through the same convention: swapping them changes nothing
+    ir, vi = _scene()
+    x, y = ir.astype(np.float64), vi.astype(np.float64)
+    fused = np.maximum(x, y)
+    for conv in qm.QABF_CONVENTIONS:
+        assert qm.qabf(x, y, fused, convention=conv) == pytest.approx(qm.qabf(y, x, fused, convention=conv),
+                                                                      abs=1e-12)
 
 
 def test_negated_gradients_keep_qabf():
@@ -293,6 +336,11 @@ def test_nabf_by_hand_on_a_vertical_step():
     expected = 8 * ((1 - q_af) * w + (1 - q_bf) * 0.001) / (8 * w + 16 * 0.001 + 24 * 0.001)
     assert qm.nabf(a, flat, f, scale="255") == pytest.approx(expected, abs=1e-15)
     assert qm.nabf(a, flat, a) == 0.0  # nothing stronger than the sources
+    # a step of 4 on 0..255: g = 16 / 8 = 2, exactly the threshold Td (counts as an edge, w = 2^1.5)
+    s4 = a * 4 / 9
+    w2 = 2.0 ** 1.5
+    both = 16 * (1 - q_af) * w2 / (2 * (8 * w2 + 16 * 0.001))  # A = B: both sources weigh alike
+    assert qm.nabf(s4, s4, 2 * s4, scale="255") == pytest.approx(both, abs=1e-15)
     with pytest.raises(ValueError, match="Nabf scale"):
         qm.nabf(a, flat, f, scale="1")
 
@@ -397,10 +445,35 @@ def test_uint8_float_gray_rgb_inputs_agree():
     # BT.601 luminance then rounding
     px = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]]], dtype=np.uint8)
     assert to_gray255(px).tolist() == [[76.0, 150.0, 29.0, 18.0]]  # 76.245, 149.685, 29.07, 18.15
+    # alpha is ignored; every path gives float64
+    rgba = np.concatenate([px, np.zeros((1, 4, 1), np.uint8)], axis=-1)
+    assert to_gray255(rgba).tolist() == [[76.0, 150.0, 29.0, 18.0]]
+    for img in (px, rgba, px[..., 0], px[..., :1], px.astype(np.float32) / 255):
+        assert to_gray255(img).dtype == np.float64
+    assert to_gray255(np.zeros((1, 1), np.uint8)).tolist() == [[0.0]]
+    # float tolerance: values within 1e-3 of 0..1 are network noise and round into range
+    assert to_gray255(np.array([[-1e-3, 1.001]])).tolist() == [[0.0, 255.0]]
+    for bad in (-0.0011, 1.0011):
+        with pytest.raises(ValueError, match="^x: float images must be in 0..1, got values in "):
+            to_gray255(np.array([[0.5, bad]]), "x")
 
 
 def test_bad_inputs_raise_clear_errors():
     ir, vi = _scene()
+    # each message names the image and the problem
+    with pytest.raises(ValueError, match=r"^image sizes differ: thermal 128x96, visible 127x96, fused 128x96 \(W x H\)$"):
+        fusion_metrics(ir, vi[:, :-1], vi)
+    with pytest.raises(ValueError, match=r"^images are 32x30; fusion metrics need at least 41 pixels per side"):
+        fusion_metrics(ir[:30, :32], vi[:30, :32], vi[:30, :32])
+    for i, name in enumerate(("thermal", "visible", "fused")):
+        args = [ir, vi, vi]
+        args[i] = vi.astype(np.uint16)
+        with pytest.raises(ValueError, match="^" + re.escape(f"{name}: unsupported dtype uint16 (use uint8 0..255 or float 0..1)") + "$"):
+            fusion_metrics(*args)
+    with pytest.raises(ValueError, match=r"^image: empty image, shape \(0, 3\)$"):
+        to_gray255(np.zeros((0, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"^image: expected \(H, W\) or \(H, W, 1\|3\|4\), got shape \(4, 4, 5\)$"):
+        to_gray255(np.zeros((4, 4, 5), np.uint8))
     with pytest.raises(ValueError, match="sizes differ"):
         fusion_metrics(ir, vi[:, :-1], vi)
     with pytest.raises(ValueError, match="at least 41"):
@@ -513,3 +586,35 @@ def test_cli_eval_fusion_wrong_size_fused_image_is_a_user_error(tmp_path, capsys
     assert main(["eval", "fusion", "--pairs", str(pairs), "--fused", str(fused), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "00000N.png" in err and "64x50" in err
+
+
+def test_fused_files_are_read_as_the_evaluator_reads_them(tmp_path):
+    from ivif_fusion.metrics.fusion import FusedFolderError, evaluate_folder, find_fused, summarize
+
+    pairs, fused, expected = _write_pairs(tmp_path, n=1)
+    name = "00000N.png"
+    gray = cv2.imread(str(fused / name), cv2.IMREAD_UNCHANGED)
+    # a 16-bit PNG keeps its high byte (cv2.imread): v * 256 + 200 reads back as v
+    cv2.imwrite(str(fused / name), gray.astype(np.uint16) * 256 + 200)
+    row = evaluate_folder(pairs, fused, progress=False)[0]
+    assert row["name"] == name
+    for k in METRIC_NAMES:
+        assert row[k] == pytest.approx(expected[name][k], rel=1e-12, abs=1e-12), k
+    # same stem, another suffix: found; a missing folder: a user error naming it
+    (fused / name).rename(fused / "00000N.bmp")
+    assert find_fused(fused, name) == fused / "00000N.bmp"
+    assert find_fused(fused, "00001N.png") is None
+    with pytest.raises(FusedFolderError, match="^fused folder .*nope not found$"):
+        evaluate_folder(pairs, tmp_path / "nope", progress=False)
+    (fused / "00000N.bmp").write_bytes(b"not an image")
+    with pytest.raises(FusedFolderError, match="00000N.bmp: not a readable image$"):
+        evaluate_folder(pairs, fused, progress=False)
+    # summaries leave out NaN and infinities and count what they used
+    rows = [dict.fromkeys(METRIC_NAMES, 1.0), dict.fromkeys(METRIC_NAMES, 3.0), dict.fromkeys(METRIC_NAMES, math.nan)]
+    rows[1]["PSNR"] = math.inf
+    summ = {r["metric"]: r for r in summarize(rows)}
+    assert summ["EN"]["mean"] == 2.0 and summ["EN"]["std"] == 1.0 and summ["EN"]["n"] == 2
+    assert summ["PSNR"]["mean"] == 1.0 and summ["PSNR"]["std"] == 0.0 and summ["PSNR"]["n"] == 1
+    none = {r["metric"]: r for r in summarize(rows[2:])}
+    assert math.isnan(none["SD"]["mean"]) and math.isnan(none["SD"]["std"]) and none["SD"]["n"] == 0
+    assert none["Nabf"]["higher_is_better"] is False and none["VIF"]["higher_is_better"] is True

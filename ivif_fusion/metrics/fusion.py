@@ -93,15 +93,15 @@ def to_gray255(img: np.ndarray, name: str = "image") -> np.ndarray:
             raise ValueError(f"{name}: float images must be in 0..1, got values in [{lo:.4g}, {hi:.4g}] "
                              "(pass uint8 for 0..255 data)")
         # quantize each channel to 8 bits first, as saving a PNG would: a float image made from
-        # uint8 data then gives exactly the gray levels of that uint8 image
-        x = np.rint(np.clip(x, 0.0, 1.0) * 255.0)
+        # uint8 data then gives exactly the gray levels of that uint8 image (the slack rounds into 0..255)
+        x = np.rint(x * 255.0)
     else:
         raise ValueError(f"{name}: unsupported dtype {a.dtype} (use uint8 0..255 or float 0..1)")
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[..., 0]
     elif x.ndim == 3:
         x = bgr_float32_to_gray(np.ascontiguousarray(x[..., 2::-1], dtype=np.float32))
-    return np.clip(np.rint(x), 0.0, 255.0)
+    return np.rint(x)
 
 
 def bgr_float32_to_gray(bgr: np.ndarray) -> np.ndarray:
@@ -112,8 +112,16 @@ def bgr_float32_to_gray(bgr: np.ndarray) -> np.ndarray:
 
 
 def _levels(x: np.ndarray) -> np.ndarray:
-    """Integer gray levels 0..255 of a gray255 array (rounded, so any float array works)."""
-    return np.clip(np.rint(x), 0, 255).astype(np.intp).ravel()
+    """Integer gray levels of a gray255 array, flattened (rounded, so float noise is harmless)."""
+    return np.rint(x).astype(np.intp).ravel()
+
+
+def _float_2x2(f: np.ndarray, metric: str) -> np.ndarray:
+    """``f`` as float64 (differences of uint8 would wrap), checked to have at least 2x2 pixels."""
+    f = np.asarray(f, dtype=np.float64)
+    if f.shape[0] < 2 or f.shape[1] < 2:
+        raise ValueError(f"{metric} needs at least 2x2 pixels, got {f.shape}")
+    return f
 
 
 # ---------------------------------------------------------------- single-image metrics
@@ -121,29 +129,25 @@ def _levels(x: np.ndarray) -> np.ndarray:
 
 def entropy(f: np.ndarray) -> float:
     """EN: Shannon entropy in bits of the 256-bin gray histogram of ``f``."""
-    p = np.bincount(_levels(f), minlength=256).astype(np.float64)
-    p = p[p > 0] / p.sum()
+    counts = np.bincount(_levels(f))
+    p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def std_dev(f: np.ndarray) -> float:
     """SD: population standard deviation (ddof=0) of the gray levels of ``f``."""
-    return float(np.std(np.asarray(f, dtype=np.float64)))
+    return float(np.std(f))
 
 
 def spatial_frequency(f: np.ndarray) -> float:
     """SF = sqrt(RF^2 + CF^2); RF/CF: mean squared horizontal/vertical first differences."""
-    f = np.asarray(f, dtype=np.float64)
-    rf2 = float(np.mean(np.diff(f, axis=1) ** 2)) if f.shape[1] > 1 else 0.0
-    cf2 = float(np.mean(np.diff(f, axis=0) ** 2)) if f.shape[0] > 1 else 0.0
-    return math.sqrt(rf2 + cf2)
+    f = _float_2x2(f, "SF")
+    return math.sqrt(float(np.mean(np.diff(f, axis=1) ** 2)) + float(np.mean(np.diff(f, axis=0) ** 2)))
 
 
 def average_gradient(f: np.ndarray, variant: str = "cddfuse") -> float:
     """AG: mean of sqrt((dx^2 + dy^2) / 2); the difference scheme and the divisor by ``variant`` (:data:`AG_VARIANTS`)."""
-    f = np.asarray(f, dtype=np.float64)
-    if f.shape[0] < 2 or f.shape[1] < 2:
-        raise ValueError(f"AG needs at least 2x2 pixels, got {f.shape}")
+    f = _float_2x2(f, "AG")
     if variant == "forward":
         dx = f[:-1, 1:] - f[:-1, :-1]
         dy = f[1:, :-1] - f[:-1, :-1]
@@ -162,7 +166,7 @@ def average_gradient(f: np.ndarray, variant: str = "cddfuse") -> float:
 
 def mutual_information_pair(x: np.ndarray, y: np.ndarray) -> float:
     """MI(x, y) in nats from the 256x256 joint gray-level histogram."""
-    joint = np.bincount(_levels(x) * 256 + _levels(y), minlength=65536).astype(np.float64).reshape(256, 256)
+    joint = np.bincount(_levels(x) * 256 + _levels(y), minlength=65536).reshape(256, 256)
     pxy = joint / joint.sum()
     px, py = pxy.sum(axis=1), pxy.sum(axis=0)
     nz = pxy > 0
@@ -172,13 +176,11 @@ def mutual_information_pair(x: np.ndarray, y: np.ndarray) -> float:
 
 def correlation(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation over all pixels; NaN when either image is constant (0 / 0, as in the evaluator)."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    xc, yc = x - x.mean(), y - y.mean()
+    xc, yc = np.ravel(x) - np.mean(x), np.ravel(y) - np.mean(y)
     # np.sum, not np.dot: BLAS threads gain nothing at this size and stall on a busy machine
     den = math.sqrt(float(np.sum(xc * xc)) * float(np.sum(yc * yc)))
     if den <= 0.0:
-        return float("nan")
+        return math.nan
     return float(np.sum(xc * yc)) / den
 
 
@@ -193,7 +195,8 @@ def ssim_pair(x: np.ndarray, y: np.ndarray, variant: str = "cddfuse") -> float:
     if variant not in SSIM_VARIANTS:
         raise ValueError(f"unknown SSIM variant '{variant}'; choose from {sorted(SSIM_VARIANTS)}")
     dtype, kwargs = SSIM_VARIANTS[variant]
-    return float(structural_similarity(np.asarray(x, dtype=dtype), np.asarray(y, dtype=dtype), **kwargs))
+    x, y = (np.asarray(v, dtype=dtype) for v in (x, y))
+    return float(structural_similarity(x, y, **kwargs))
 
 
 # ---------------------------------------------------------------- fusion metrics (A=thermal, B=visible, F=fused)
@@ -231,9 +234,9 @@ def psnr(a: np.ndarray, b: np.ndarray, f: np.ndarray, peak: str = "max_fused") -
     mse = (float(np.mean((a - f) ** 2)) + float(np.mean((b - f) ** 2))) / 2.0
     p = float(f.max()) if peak == "max_fused" else 255.0
     if mse == 0.0:
-        return float("inf")
+        return math.inf
     if p == 0.0:
-        return float("-inf")
+        return -math.inf
     return 10.0 * math.log10(p * p / mse)
 
 
@@ -294,7 +297,7 @@ def find_fused(fused_dir: Path, name: str) -> Path | None:
     if exact.is_file():
         return exact
     stem = Path(name).stem
-    for suf in (".png", *IMAGE_SUFFIXES):
+    for suf in IMAGE_SUFFIXES:  # .png first
         p = fused_dir / f"{stem}{suf}"
         if p.is_file():
             return p
@@ -302,14 +305,14 @@ def find_fused(fused_dir: Path, name: str) -> Path | None:
 
 
 def _fused_array(path: Path) -> np.ndarray:
-    from ..data.paired import read_image
+    """The fused image as the evaluator reads it (``cv2.imread``: 3 channels, 8 bits, 16-bit data
+    keeps its high byte, alpha dropped), in RGB order."""
+    import cv2
 
-    img = read_image(path)
-    if img.dtype == np.uint16:
-        return img.astype(np.float64) / 65535.0
-    if img.dtype != np.uint8:
-        raise FusedFolderError(f"{path}: unsupported dtype {img.dtype} (expected 8- or 16-bit PNG)")
-    return img
+    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FusedFolderError(f"{path}: not a readable image")
+    return img[..., ::-1]
 
 
 def evaluate_folder(pairs_root: str | Path, fused_dir: str | Path, *, only_fused: bool = False,
@@ -372,7 +375,6 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for k in METRIC_NAMES:
         v = np.array([r[k] for r in rows], dtype=np.float64)
         v = v[np.isfinite(v)]
-        out.append({"metric": k, "mean": float(v.mean()) if v.size else float("nan"),
-                    "std": float(v.std()) if v.size else float("nan"), "n": int(v.size),
-                    "higher_is_better": HIGHER_IS_BETTER[k]})
+        mean, std = (float(v.mean()), float(v.std())) if v.size else (math.nan, math.nan)
+        out.append({"metric": k, "mean": mean, "std": std, "n": int(v.size), "higher_is_better": HIGHER_IS_BETTER[k]})
     return out

@@ -11,14 +11,13 @@ images scaled to 0..1).
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 
 # Xydeas-Petrovic edge-preservation constants (sigmoids for strength and orientation).
 QABF_TG, QABF_KG, QABF_DG = 0.9994, -15.0, 0.5
 QABF_TA, QABF_KA, QABF_DA = 0.9879, -22.0, 0.8
-#: Exponent of the edge-strength weights of Qabf.
-QABF_L = 1.0
 #: Qabf conventions: "cddfuse" (the public evaluators) and "mod_pi" (interior only, orientation mod pi).
 QABF_CONVENTIONS = ("cddfuse", "mod_pi")
 
@@ -48,7 +47,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
 
 
-def qabf_gradients(x: np.ndarray, convention: str = "cddfuse") -> tuple[np.ndarray, np.ndarray]:
+def qabf_gradients(x: np.ndarray, convention: str) -> tuple[np.ndarray, np.ndarray]:
     """Edge strength ``g`` and orientation ``alpha`` maps of one gray image for Qabf."""
     if convention == "mod_pi":
         gx, gy = sobel_np(x, "valid")
@@ -61,7 +60,7 @@ def qabf_gradients(x: np.ndarray, convention: str = "cddfuse") -> tuple[np.ndarr
 
 
 def edge_preservation(g_s: np.ndarray, a_s: np.ndarray, g_f: np.ndarray, a_f: np.ndarray,
-                      convention: str = "cddfuse") -> np.ndarray:
+                      convention: str) -> np.ndarray:
     """Q^{SF} map: strength preservation x orientation preservation of source S in F."""
     if convention == "mod_pi":
         rel_g = _ratio(np.minimum(g_s, g_f), np.maximum(g_s, g_f))
@@ -77,17 +76,17 @@ def edge_preservation(g_s: np.ndarray, a_s: np.ndarray, g_f: np.ndarray, a_f: np
 
 
 def qabf(a: np.ndarray, b: np.ndarray, f: np.ndarray, *, convention: str = "cddfuse") -> float:
-    """Qabf = sum(Q^AF g_A + Q^BF g_B) / sum(g_A + g_B); NaN when neither source has an edge."""
+    """Qabf = sum(Q^AF g_A + Q^BF g_B) / sum(g_A + g_B) (weights g^L with L = 1); NaN when neither
+    source has an edge."""
     if convention not in QABF_CONVENTIONS:
         raise ValueError(f"unknown Qabf convention '{convention}'; choose from {QABF_CONVENTIONS}")
     ga, aa = qabf_gradients(a, convention)
     gb, ab = qabf_gradients(b, convention)
     gf, af = qabf_gradients(f, convention)
-    wa, wb = ga ** QABF_L, gb ** QABF_L
-    wsum = float(np.sum(wa + wb))
+    wsum = float(np.sum(ga + gb))
     if wsum <= 0:
-        return float("nan")
-    q = edge_preservation(ga, aa, gf, af, convention) * wa + edge_preservation(gb, ab, gf, af, convention) * wb
+        return math.nan
+    q = edge_preservation(ga, aa, gf, af, convention) * ga + edge_preservation(gb, ab, gf, af, convention) * gb
     return float(np.sum(q)) / wsum
 
 
@@ -106,8 +105,7 @@ def _nabf_gradients(x: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray
 
 
 def _nabf_preservation(g_s: np.ndarray, a_s: np.ndarray, g_f: np.ndarray, a_f: np.ndarray) -> np.ndarray:
-    rel_g = np.where(g_s > g_f, _ratio(g_f, g_s), _ratio(g_s, g_f))
-    rel_g = np.where((g_s == 0) | (g_f == 0), 0.0, rel_g)
+    rel_g = _ratio(np.minimum(g_s, g_f), np.maximum(g_s, g_f))  # 0 where either is 0, as Kumar's code
     rel_a = np.abs(np.abs(a_s - a_f) - np.pi / 2) * 2.0 / np.pi
     qg = NABF_NRG / (1.0 + np.exp(-NABF_KG * (rel_g - NABF_SIGMA_G)))
     qa = NABF_NRA / (1.0 + np.exp(-NABF_KA * (rel_a - NABF_SIGMA_A)))
