@@ -86,10 +86,14 @@ def test_sf_and_ag_by_hand():
     with pytest.raises(ValueError, match="AG variant"):
         average_gradient(f, "sobel")
     # uint8 input: differences must not wrap around (0 - 1 = 255 in uint8)
-    f8 = f.astype(np.uint8)
-    assert spatial_frequency(f8) == spatial_frequency(f)
+    f8 = (20 * f).astype(np.uint8)
+    assert spatial_frequency(f8) == spatial_frequency(20 * f)
     for variant in fm.AG_VARIANTS:
-        assert average_gradient(f8, variant) == average_gradient(f, variant)
+        assert average_gradient(f8, variant) == average_gradient(20 * f, variant)
+    # forward differences on a 3x3: region (0..1) x (0..1): (dx, dy) = (1, 2), (2, 1), (0, 3), (0, -2)
+    g = np.array([[0.0, 1.0, 3.0], [2.0, 2.0, 2.0], [5.0, 0.0, 1.0]])
+    assert average_gradient(g, "forward") == pytest.approx(
+        (2 * math.sqrt(2.5) + math.sqrt(4.5) + math.sqrt(2.0)) / 4, abs=1e-15)
     # the smallest accepted sizes, in both orientations; one row or column is refused
     col = np.array([[0.0, 4.0], [0.0, 4.0], [0.0, 4.0]])  # 3x2: dx = 4 everywhere, dy = 0
     assert spatial_frequency(col) == 4.0 and spatial_frequency(col.T) == 4.0
@@ -116,8 +120,7 @@ def test_mi_by_hand_and_identities():
     _, vi = _scene()
     v = vi.astype(np.float64)
     assert mutual_information_pair(v, v) == pytest.approx(entropy(v) * math.log(2), abs=1e-10)
-    mi0 = mutual_information_pair(v, np.full_like(v, 9.0))
-    assert mi0 == 0.0 and math.copysign(1.0, mi0) == 1.0
+    assert mutual_information_pair(v, np.full_like(v, 9.0)) == 0.0
 
 
 def test_correlation_cc_and_scd_by_hand():
@@ -153,6 +156,7 @@ def test_psnr_by_hand_uses_the_fused_peak():
     # MSE(A, F) = MSE(B, F) = 400 / 9; peak = max F = 20
     assert psnr(z, z, f) == pytest.approx(10 * math.log10(400 / (400 / 9)), abs=1e-12)
     assert psnr(z, z, f, "255") == pytest.approx(10 * math.log10(255 ** 2 / (400 / 9)), abs=1e-12)
+    assert psnr(z.astype(np.uint8), z.astype(np.uint8), f.astype(np.uint8)) == psnr(z, z, f)  # no uint8 wrap
     assert psnr(z, z, z) == math.inf
     assert psnr(z + 5, z + 5, z) == -math.inf  # F black but not equal to the sources: peak 0
     with pytest.raises(ValueError, match="PSNR peak"):
@@ -177,6 +181,7 @@ def test_ssim_conventions_match_skimage_calls():
     wang = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
     assert ssim_pair(a, b, "wang") == pytest.approx(wang, abs=1e-10)
     assert ssim(a, b, a) == pytest.approx(1.0 + ssim_pair(a, b), abs=1e-12)  # sum over the two sources
+    assert ssim(a, b, b, "wang") == pytest.approx(wang + 1.0, abs=1e-10)
     assert ssim(a, b, a, "wang") == pytest.approx(1.0 + wang, abs=1e-10)
     with pytest.raises(ValueError, match="SSIM variant"):
         ssim_pair(a, b, "ms")
@@ -453,8 +458,9 @@ def test_uint8_float_gray_rgb_inputs_agree():
     assert to_gray255(np.zeros((1, 1), np.uint8)).tolist() == [[0.0]]
     # float tolerance: values within 1e-3 of 0..1 are network noise and round into range
     assert to_gray255(np.array([[-1e-3, 1.001]])).tolist() == [[0.0, 255.0]]
-    for bad in (-0.0011, 1.0011):
-        with pytest.raises(ValueError, match="^x: float images must be in 0..1, got values in "):
+    for bad, shown in ((-0.0011, "[-0.0011, 0.5]"), (1.0011, "[0.5, 1.001]")):
+        msg = f"x: float images must be in 0..1, got values in {shown} (pass uint8 for 0..255 data)"
+        with pytest.raises(ValueError, match="^" + re.escape(msg) + "$"):
             to_gray255(np.array([[0.5, bad]]), "x")
 
 
@@ -589,6 +595,7 @@ def test_cli_eval_fusion_wrong_size_fused_image_is_a_user_error(tmp_path, capsys
 
 
 def test_fused_files_are_read_as_the_evaluator_reads_them(tmp_path):
+    from ivif_fusion.data.paired import SizeMismatchError
     from ivif_fusion.metrics.fusion import FusedFolderError, evaluate_folder, find_fused, summarize
 
     pairs, fused, expected = _write_pairs(tmp_path, n=1)
@@ -600,6 +607,28 @@ def test_fused_files_are_read_as_the_evaluator_reads_them(tmp_path):
     assert row["name"] == name
     for k in METRIC_NAMES:
         assert row[k] == pytest.approx(expected[name][k], rel=1e-12, abs=1e-12), k
+    # a colour fused PNG (cv2 writes BGR): the metrics see its gray as fusion_metrics does
+    thermal, visible = cv2.imread(str(pairs / "ir" / name), cv2.IMREAD_UNCHANGED), cv2.imread(str(pairs / "vi" / name))
+    colour = np.stack([gray, np.roll(gray, 5, axis=1), gray // 3], axis=-1)
+    cv2.imwrite(str(fused / name), colour[..., ::-1])
+    row = evaluate_folder(pairs, fused, progress=False)[0]
+    want = fusion_metrics(thermal, visible[..., ::-1], colour)
+    for k in METRIC_NAMES:
+        assert row[k] == pytest.approx(want[k], rel=1e-12, abs=1e-12), k
+    # visible images of another size: an error unless resizing is asked for
+    small = cv2.resize(visible, (visible.shape[1] // 2, visible.shape[0] // 2))
+    cv2.imwrite(str(pairs / "vi" / name), small)
+    with pytest.raises(SizeMismatchError, match="--resize"):
+        evaluate_folder(pairs, fused, progress=False)
+    assert len(evaluate_folder(pairs, fused, resize_mismatched=True, progress=False)) == 1
+    cv2.imwrite(str(pairs / "vi" / name), visible)
+    # a missing fused image is an error by default, skipped with only_fused
+    _write_pairs(tmp_path / "two", n=2)
+    (tmp_path / "two" / "fused" / "00001N.png").unlink()
+    with pytest.raises(FusedFolderError, match="^1 of 2 pair"):
+        evaluate_folder(tmp_path / "two" / "pairs", tmp_path / "two" / "fused", progress=False)
+    assert len(evaluate_folder(tmp_path / "two" / "pairs", tmp_path / "two" / "fused", only_fused=True,
+                               progress=False)) == 1
     # same stem, another suffix: found; a missing folder: a user error naming it
     (fused / name).rename(fused / "00000N.bmp")
     assert find_fused(fused, name) == fused / "00000N.bmp"

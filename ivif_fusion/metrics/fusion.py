@@ -171,7 +171,7 @@ def mutual_information_pair(x: np.ndarray, y: np.ndarray) -> float:
     px, py = pxy.sum(axis=1), pxy.sum(axis=0)
     nz = pxy > 0
     outer = np.outer(px, py)
-    return float(np.sum(pxy[nz] * np.log(pxy[nz] / outer[nz]))) + 0.0
+    return float(np.sum(pxy[nz] * np.log(pxy[nz] / outer[nz])))
 
 
 def correlation(x: np.ndarray, y: np.ndarray) -> float:
