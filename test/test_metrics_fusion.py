@@ -210,6 +210,11 @@ def test_vif_identities():
     assert vif_pair(np.full_like(a, 5.0), a) == 1.0  # flat reference: 0 / 0, reported as 1 as in the evaluator
     assert vif_pair(a, np.full_like(a, 5.0)) == 0.0  # flat distorted image: no information (g = 0)
     assert fm.vif(a, a, a) == pytest.approx(2.0, abs=1e-6)  # VIFp(A->F) + VIFp(B->F)
+    # a faint but not flat reference (denominator well below 1) is still a ratio: flat F gives 0
+    assert vif_pair(a * 1e-3, np.full_like(a, 5.0)) == 0.0
+    # uint8 inputs are squared in float (a uint8 square would wrap)
+    half = (a // 2).astype(np.uint8)
+    assert vif_pair(ir, half) == pytest.approx(vif_pair(a, a // 2), rel=1e-12)
 
 
 def test_separable_filter_equals_2d_valid_correlation():
@@ -591,10 +596,10 @@ def test_cli_eval_fusion_wrong_size_fused_image_is_a_user_error(tmp_path, capsys
     cv2.imwrite(str(fused / "00000N.png"), np.zeros((50, 64), np.uint8))
     assert main(["eval", "fusion", "--pairs", str(pairs), "--fused", str(fused), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "00000N.png" in err and "64x50" in err
+    assert "00000N.png: fused image is 64x50 but pair '00000N.png' is 64x48" in err
 
 
-def test_fused_files_are_read_as_the_evaluator_reads_them(tmp_path):
+def test_fused_files_are_read_as_the_evaluator_reads_them(tmp_path, capsys):
     from ivif_fusion.data.paired import SizeMismatchError
     from ivif_fusion.metrics.fusion import FusedFolderError, evaluate_folder, find_fused, summarize
 
@@ -604,6 +609,7 @@ def test_fused_files_are_read_as_the_evaluator_reads_them(tmp_path):
     # a 16-bit PNG keeps its high byte (cv2.imread): v * 256 + 200 reads back as v
     cv2.imwrite(str(fused / name), gray.astype(np.uint16) * 256 + 200)
     row = evaluate_folder(pairs, fused, progress=False)[0]
+    assert capsys.readouterr().err == ""  # no progress bar when asked for none
     assert row["name"] == name
     for k in METRIC_NAMES:
         assert row[k] == pytest.approx(expected[name][k], rel=1e-12, abs=1e-12), k
@@ -625,10 +631,23 @@ def test_fused_files_are_read_as_the_evaluator_reads_them(tmp_path):
     # a missing fused image is an error by default, skipped with only_fused
     _write_pairs(tmp_path / "two", n=2)
     (tmp_path / "two" / "fused" / "00001N.png").unlink()
-    with pytest.raises(FusedFolderError, match="^1 of 2 pair"):
+    msg = (f"1 of 2 pair(s) have no fused image in {tmp_path / 'two' / 'fused'}; first: '00001N.png' (expected "
+           f"{tmp_path / 'two' / 'fused' / '00001N.png'} or the same stem with .png; --only-fused evaluates just the "
+           "pairs that have one)")
+    with pytest.raises(FusedFolderError, match="^" + re.escape(msg) + "$"):
         evaluate_folder(tmp_path / "two" / "pairs", tmp_path / "two" / "fused", progress=False)
     assert len(evaluate_folder(tmp_path / "two" / "pairs", tmp_path / "two" / "fused", only_fused=True,
                                progress=False)) == 1
+    # no fused image at all; a pair too small for the metrics: errors naming the folder or the pair
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FusedFolderError, match=f"^no fused image in {re.escape(str(tmp_path / 'empty'))} matches a pair"):
+        evaluate_folder(pairs, tmp_path / "empty", only_fused=True, progress=False)
+    tiny = tmp_path / "tiny"
+    for sub, img in (("pairs/ir", thermal), ("pairs/vi", visible), ("fused", visible)):
+        (tiny / sub).mkdir(parents=True)
+        cv2.imwrite(str(tiny / sub / name), img[:30, :40])
+    with pytest.raises(FusedFolderError, match="^pair '00000N.png': images are 40x30; fusion metrics need"):
+        evaluate_folder(tiny / "pairs", tiny / "fused", progress=False)
     # same stem, another suffix: found; a missing folder: a user error naming it
     (fused / name).rename(fused / "00000N.bmp")
     assert find_fused(fused, name) == fused / "00000N.bmp"
