@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .ops import check_shape, sobel_l1
+from .ops import check_shape, sobel_l1, sobel_xy
 
 
 def fusion_loss(fused: torch.Tensor, ir: torch.Tensor, y: torch.Tensor, w_int: float = 0.2,
@@ -67,19 +67,20 @@ def rsc_task_loss(task_loss: torch.Tensor, reference: torch.Tensor | float | Non
 
 
 def _gauss_window(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
-    """The metric's own Gaussian window (metrics.fusion._gauss1d), as a (1, 1, size, size) conv kernel."""
-    from .metrics.fusion import _gauss1d
+    """The metric's own Gaussian window (metrics.vif.gaussian_window_1d), as a (1, 1, size, size) conv kernel."""
+    from .metrics.vif import gaussian_window_1d
 
-    k = torch.as_tensor(_gauss1d(size, sigma), dtype=like.dtype, device=like.device)
+    k = torch.as_tensor(gaussian_window_1d(size, sigma), dtype=like.dtype, device=like.device)
     return (k[:, None] * k[None, :])[None, None]
 
 
 def vif_pair_t(ref: torch.Tensor, dist: torch.Tensor, sigma_nsq: float = 2.0) -> torch.Tensor:
     """Differentiable pixel-domain VIF per image, (N, 1, H, W) on the 0..255 scale -> (N,).
 
-    The same computation as :func:`ivif_fusion.metrics.fusion.vif_pair` (4 scales, 'valid'
-    Gaussian windows, the reference implementation's special cases as ``torch.where``), so a
-    training term built on it moves the metric that is reported; test_rsc checks the two agree.
+    The same computation as :func:`ivif_fusion.metrics.vif.vif_pair` (4 scales, 'valid'
+    Gaussian windows, the reference implementation's special cases as ``torch.where``, 1.0 for a
+    flat reference), so a training term built on it moves the metric that is reported; test_rsc
+    checks the two agree.
     """
     check_shape(ref, 4, "vif ref", 1)
     check_shape(dist, 4, "vif dist", 1)
@@ -112,7 +113,7 @@ def vif_pair_t(ref: torch.Tensor, dist: torch.Tensor, sigma_nsq: float = 2.0) ->
         sv = sv.clamp_min(eps)
         num = num + torch.log10(1.0 + g * g * srr / (sv + sigma_nsq)).flatten(1).sum(1)
         den = den + torch.log10(1.0 + srr / sigma_nsq).flatten(1).sum(1)
-    return num / den.clamp_min(eps)
+    return torch.where(den > 0, num / den.clamp_min(eps), torch.ones_like(num))
 
 
 def fusion_vif_t(fused: torch.Tensor, ir: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -121,32 +122,38 @@ def fusion_vif_t(fused: torch.Tensor, ir: torch.Tensor, y: torch.Tensor) -> torc
     return vif_pair_t(ir * 255.0, f) + vif_pair_t(y * 255.0, f)
 
 
-def _sobel_t(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edge strength and orientation (mod pi) of (N, 1, H, W), interior (H-2, W-2), like metrics.fusion._sobel."""
-    kx = x.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])[None, None]
-    gx, gy = F.conv2d(x, kx), F.conv2d(x, kx.transpose(2, 3))
-    # sqrt(. + tiny) instead of hypot: hypot's gradient is 0/0 on flat pixels
-    g = torch.sqrt(gx * gx + gy * gy + 1e-12)
-    return g, torch.remainder(torch.atan2(gy, gx), math.pi)
+def _qabf_gradients_t(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge strength and orientation of (N, 1, H, W), as metrics.qabf.qabf_gradients ("cddfuse")."""
+    gx, gy = sobel_xy(x, padding="zeros")
+    sx = -gx  # the evaluators' s_x (convolution with [-1 0 1; -2 0 2; -1 0 1])
+    sq = sx * sx + gy * gy
+    flat = sq == 0
+    # exact values; the where()s keep sqrt's and atan's gradients finite on flat pixels and where s_x = 0
+    g = torch.where(flat, torch.zeros_like(sq), torch.sqrt(torch.where(flat, torch.ones_like(sq), sq)))
+    vertical = sx == 0
+    alpha = torch.where(vertical, torch.full_like(sx, math.pi / 2),
+                        torch.atan(gy / torch.where(vertical, torch.ones_like(sx), sx)))
+    return g, alpha
 
 
-def _edge_preservation_t(g_s, a_s, g_f, a_f):  # noqa: ANN001, ANN202 - tensors, as metrics.fusion
-    from .metrics.fusion import QABF_DA, QABF_DG, QABF_KA, QABF_KG, QABF_TA, QABF_TG
+def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    return num / torch.where(den == 0, torch.ones_like(den), den)
 
-    hi = torch.maximum(g_s, g_f)
-    rel_g = torch.minimum(g_s, g_f) / hi.clamp_min(1e-12)
-    d = (a_s - a_f).abs()
-    d = torch.minimum(d, math.pi - d)
-    rel_a = 1.0 - d / (math.pi / 2.0)
+
+def _edge_preservation_t(g_s, a_s, g_f, a_f):  # noqa: ANN001, ANN202 - tensors, as metrics.qabf
+    from .metrics.qabf import QABF_DA, QABF_DG, QABF_KA, QABF_KG, QABF_TA, QABF_TG
+
+    rel_g = torch.where(g_s > g_f, _safe_div(g_f, g_s), torch.where(g_s == g_f, g_f, _safe_div(g_s, g_f)))
+    rel_a = 1.0 - (a_s - a_f).abs() / (math.pi / 2.0)
     return QABF_TG / (1.0 + torch.exp(QABF_KG * (rel_g - QABF_DG))) * QABF_TA / (1.0 + torch.exp(QABF_KA * (rel_a - QABF_DA)))
 
 
 def qabf_t(ir: torch.Tensor, y: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     """Differentiable Qabf per image, (N, 1, H, W) on the 0..255 scale -> (N,); the computation of
-    :func:`ivif_fusion.metrics.fusion.qabf_nabf` (L = 1) in torch (test_rsc checks they agree)."""
-    ga, aa = _sobel_t(ir)
-    gb, ab = _sobel_t(y)
-    gf, af = _sobel_t(fused)
+    :func:`ivif_fusion.metrics.qabf.qabf` (default convention, L = 1) in torch (test_rsc checks they agree)."""
+    ga, aa = _qabf_gradients_t(ir)
+    gb, ab = _qabf_gradients_t(y)
+    gf, af = _qabf_gradients_t(fused)
     q = _edge_preservation_t(ga, aa, gf, af) * ga + _edge_preservation_t(gb, ab, gf, af) * gb
     return q.flatten(1).sum(1) / (ga + gb).flatten(1).sum(1).clamp_min(1e-12)
 

@@ -39,6 +39,11 @@ set -f  # the globs are mutmut's patterns, not the shell's
 set +f
 
 cd "$WORK"
+# One OpenMP thread: mutmut forks its workers, and a forked child of a process whose OpenMP pool
+# has started hangs (every mutant would then time out and count as killed).
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# The scratch copy sits deeper than the checkout: point it at the checkout's data root.
+export IVIF_DATA=${IVIF_DATA:-$(cd "$ROOT/.." && pwd)/shared/data/ivif}
 source "$ROOT/scripts/env.sh"
 echo "mutation: area $AREA, mutating: $GLOBS; tests: $TESTS (log: $WORK/mutmut.log)"
 "$ROOT/.venv/bin/mutmut" run --max-children "${MUTATION_JOBS:-2}" > mutmut.log 2>&1 || true
