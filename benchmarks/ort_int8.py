@@ -40,9 +40,9 @@ def feeds(folder: PairedFolder, names: list[str]) -> list[tuple[dict, np.ndarray
     out = []
     for n in names:
         s = folder.load(n)
-        ycc = rgb_to_ycbcr(s.vi)
-        feed = {"ir": s.ir[None, None].astype(np.float32), "y": ycc[..., :1].transpose(2, 0, 1)[None].copy()}
-        out.append((feed, s.ir, s.vi, ycc))
+        ycc = rgb_to_ycbcr(s.visible)
+        feed = {"ir": s.thermal[None, None].astype(np.float32), "y": ycc[..., :1].transpose(2, 0, 1)[None].copy()}
+        out.append((feed, s.thermal, s.visible, ycc))
     return out
 
 

@@ -62,7 +62,7 @@ def _frames(width: int, height: int, notes: list[str], count: int = 8) -> list:
     pairs = []
     for item in reader.items[:count]:
         s = reader.load(item)
-        ir, vi = s.ir, s.vi
+        ir, vi = s.thermal, s.visible
         if ir.shape != (height, width):
             ir = cv2.resize(ir, (width, height), interpolation=cv2.INTER_AREA)
             vi = cv2.resize(vi, (width, height), interpolation=cv2.INTER_AREA)

@@ -81,7 +81,7 @@ def main() -> int:
     targets, metrics = [], {v: [] for v in variants}
     for n in names:
         s = folder.load(n)
-        (ir, vi), _ = fit_max_side(args.max_side, s.ir, s.vi)
+        (ir, vi), _ = fit_max_side(args.max_side, s.thermal, s.visible)
         h, w = ir.shape
         # YOLO boxes are normalised, so they scale with the image
         targets.append(yolo_to_xyxy(read_yolo(label_dir / (Path(n).stem + ".txt")), w, h))

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
         det.cfg.score_threshold = args.score
         data = msrs_eval_set(root, det.classes, "eval", "fusion", "detection")
         names = data.names
-        pairs = [SimpleNamespace(ir=a, vi=b) for a, b in zip(data.ir, data.vi, strict=True)]
+        pairs = [SimpleNamespace(thermal=a, visible=b) for a, b in zip(data.thermal, data.visible, strict=True)]
     else:
         folder = PairedFolder(root / "MSRS", strict=False)
         names = msrs_split(folder.names, "eval")
@@ -116,20 +116,20 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
 
     generic = _y_fn("teacher", "", teacher, "")
     ys = {}  # (column, task) -> list of fused Y per pair
-    cache_generic = [generic(s.ir, luminance(s.vi)) for s in pairs]
+    cache_generic = [generic(s.thermal, luminance(s.visible)) for s in pairs]
     refs_used = meta.get("reference_weights", {})
     for t in tasks:
-        ys[("head", t)] = [head_y(t)(s.ir, luminance(s.vi)) for s in pairs]
+        ys[("head", t)] = [head_y(t)(s.thermal, luminance(s.visible)) for s in pairs]
         r = refs_used.get(t, {"kind": "teacher", "path": meta.get("teacher", "")})
         if r["kind"] == "teacher":
             ys[("reference", t)] = cache_generic
         else:
             fn = _y_fn(r["kind"], r["path"], teacher, r.get("task", t))
-            ys[("reference", t)] = [fn(s.ir, luminance(s.vi)) for s in pairs]
+            ys[("reference", t)] = [fn(s.thermal, luminance(s.visible)) for s in pairs]
 
     # fusion metrics per (column, task); the generic column once
     def fm_mean(y_list: list[np.ndarray]) -> dict:
-        ms = [fusion_metrics(s.ir, s.vi, recombine(y, s.vi)) for s, y in zip(pairs, y_list, strict=True)]
+        ms = [fusion_metrics(s.thermal, s.visible, recombine(y, s.visible)) for s, y in zip(pairs, y_list, strict=True)]
         return {k: float(np.nanmean([m[k] for m in ms])) for k in ms[0]}
 
     fusion = {"generic": fm_mean(cache_generic)}
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
             y_list = cache_generic if key == "generic" else ys[(key, "detection")]
 
             def fn(ir: np.ndarray, vi: np.ndarray, task: str) -> np.ndarray:  # noqa: ARG001
-                i = next(j for j, s in enumerate(pairs) if s.ir is ir)  # evaluate_tasks passes data.ir items
+                i = next(j for j, s in enumerate(pairs) if s.thermal is ir)  # evaluate_tasks passes data.thermal items
                 return recombine(y_list[i], vi)
             return fn
 

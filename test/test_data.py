@@ -31,12 +31,12 @@ def test_8bit_and_16bit_thermal_gray_and_rgba_visible(tmp_path):
     ds = PairedFolder(tmp_path)
     assert ds.names == ["a.png", "b.png"]
     a, b = ds[0], ds[1]
-    assert a.ir.dtype == np.float32 and a.ir.shape == (6, 8)
+    assert a.thermal.dtype == np.float32 and a.thermal.shape == (6, 8)
     # 16-bit: percentile stretch, so the hot half maps to 1 and the cold half to 0.
-    assert a.ir[:, 4:].min() == pytest.approx(1.0) and a.ir[1:, :4].max() == pytest.approx(0.0)
-    assert a.vi.shape == (6, 8, 3) and np.allclose(a.vi, 128 / 255)
-    assert np.allclose(b.ir, 51 / 255)
-    np.testing.assert_allclose(b.vi[0, 0], [1.0, 0.0, 0.0])  # RGB order inside the core
+    assert a.thermal[:, 4:].min() == pytest.approx(1.0) and a.thermal[1:, :4].max() == pytest.approx(0.0)
+    assert a.visible.shape == (6, 8, 3) and np.allclose(a.visible, 128 / 255)
+    assert np.allclose(b.thermal, 51 / 255)
+    np.testing.assert_allclose(b.visible[0, 0], [1.0, 0.0, 0.0])  # RGB order inside the core
 
 
 def test_unpaired_names_raise_or_are_skipped(tmp_path):
@@ -59,7 +59,7 @@ def test_corrupt_png_and_size_mismatch(tmp_path):
     with pytest.raises(SizeMismatchError, match="4x4.*4x5"):
         PairedFolder(tmp_path)[0]
     s = PairedFolder(tmp_path, resize_mismatched=True)[0]
-    assert s.vi.shape == (4, 4, 3)
+    assert s.visible.shape == (4, 4, 3)
 
 
 def test_missing_subfolder(tmp_path):
@@ -197,7 +197,7 @@ def test_rsc_and_fusion_jobs_read_the_same_pairs(data_root) -> None:  # noqa: AN
     val = load_labelled_pairs(cfg, progress=False, split="val")
     assert [p.name for p in val[:2]] == ["01401D.png", "01405D.png"]
     assert _digest([x for p in val for x in (p.name, p.boxes.tobytes())]) == "b2014d135c23afb9"
-    assert _digest([x for p in val for x in (p.ir.tobytes(), p.ycc.tobytes())]) == "58ac60cc0401861a"
+    assert _digest([x for p in val for x in (p.thermal.tobytes(), p.ycc.tobytes())]) == "58ac60cc0401861a"
     # fusion training: every dataset of the default config, MSRS restricted to its train range
     ids = [f"{ds}/{it.file}" for ds in TrainFusionConfig().datasets
            for it in split_items(open_shared(data_root, ds), ds, "train")]

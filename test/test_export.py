@@ -96,7 +96,7 @@ def test_parity_real_msrs_pairs_two_sizes(exported, msrs_root: Path) -> None:  #
     # two real pairs, two sizes through the same dynamic graph: full 640x480 and a 320x200 resize
     for name, size in zip(folder.names[:2], [None, (320, 200)]):
         s = folder.load(name)
-        ir, y = s.ir, luminance(s.vi).astype(np.float32)
+        ir, y = s.thermal, luminance(s.visible).astype(np.float32)
         assert ir.shape == (480, 640)
         a = ir if size is None else cv2.resize(ir, size, interpolation=cv2.INTER_AREA)
         b = y if size is None else cv2.resize(y, size, interpolation=cv2.INTER_AREA)

@@ -145,9 +145,9 @@ def test_shipped_backbone_beats_pixel_mean_on_eval_pairs(msrs_root, shipped_vfn)
 
     pipe = Pipeline.from_config(runtime_defaults({"pipeline.backbone_weights": str(shipped_vfn)}))
     for s in PairedFolder(msrs_root, names=["00004N.png", "00020N.png", "00055D.png", "00099D.png"]):
-        ir8, vi8 = to_uint8(s.ir), to_uint8(s.vi)
-        fused = pipe.run_arrays(s.ir, s.vi)[0]["fusion"].fused_rgb
-        mean = to_uint8(recombine((s.ir + luminance(s.vi)) / 2, s.vi))
+        ir8, vi8 = to_uint8(s.thermal), to_uint8(s.visible)
+        fused = pipe.run_arrays(s.thermal, s.visible)[0]["fusion"].fused_rgb
+        mean = to_uint8(recombine((s.thermal + luminance(s.visible)) / 2, s.visible))
         mv, mm = fusion_metrics(ir8, vi8, fused), fusion_metrics(ir8, vi8, mean)
         assert mv["Qabf"] > mm["Qabf"] + 0.1, (s.name, mv["Qabf"], mm["Qabf"])
         assert mv["VIF"] > mm["VIF"], (s.name, mv["VIF"], mm["VIF"])
@@ -171,12 +171,12 @@ def test_shipped_rsc_config_customizes_the_detection_image(msrs_root, shipped_vf
 
     pipe = Pipeline.from_config(load_runtime(CONFIG_DIR / "multitask_rsc.yaml"))
     s = PairedFolder(msrs_root, names=["00004N.png"])[0]
-    out, timings = pipe.run_arrays(s.ir, s.vi)
+    out, timings = pipe.run_arrays(s.thermal, s.visible)
     generic, custom = out["fusion"].fused_rgb.astype(int), out["detection"].fused_rgb.astype(int)
     diff = np.abs(generic - custom)
     assert 0.1 < diff.mean() < 20, "RSC must change the image, but only as a customization"
     assert "rsc:detection" in timings and "task:detection" in timings
-    again, _ = pipe.run_arrays(s.ir, s.vi)
+    again, _ = pipe.run_arrays(s.thermal, s.visible)
     np.testing.assert_array_equal(again["detection"].fused_rgb, out["detection"].fused_rgb)  # deterministic
 
 
@@ -189,7 +189,7 @@ def test_shipped_vifa_config_runs_one_backbone_and_a_head_per_task(msrs_root, sh
     pipe = Pipeline.from_config(load_runtime(CONFIG_DIR / "multitask_vifa.yaml"))
     assert pipe.graph.head_names == ["fusion", "detection"]
     s = PairedFolder(msrs_root, names=["00055D.png"])[0]
-    out, timings = pipe.run_arrays(s.ir, s.vi)
+    out, timings = pipe.run_arrays(s.thermal, s.visible)
     assert {"backbone", "head:fusion", "head:detection"} <= set(timings)
     diff = np.abs(out["fusion"].fused_rgb.astype(int) - out["detection"].fused_rgb.astype(int)).mean()
     assert 0.05 < diff < 20

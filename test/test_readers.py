@@ -126,7 +126,7 @@ def test_msrs_records_boxes_masks_and_sets(tmp_path: Path) -> None:
     recs = list(rd)
     assert [(r.name, r.split) for r in recs] == [("00556D", "train"), ("00633D", "train"), ("00004N", "test")]
     r0 = recs[0]
-    assert r0.ir == root / "train/ir/00556D.png" and r0.vi == root / "train/vi/00556D.png"
+    assert r0.thermal == root / "train/ir/00556D.png" and r0.visible == root / "train/vi/00556D.png"
     assert r0.mask == root / "train/Segmentation_labels/00556D.png"
     np.testing.assert_allclose(r0.boxes, [YOLO_BOX, [0, 0, 16, 12]])
     assert r0.class_ids.tolist() == [0, 2] and r0.labelled and r0.size == (W, H)
@@ -167,7 +167,7 @@ def test_llvip_splits_and_voc_boxes(tmp_path: Path) -> None:
     assert [(r.name, r.split) for r in recs] == [("010001", "train"), ("010002", "train"), ("190001", "test")]
     assert rd.classes == ("person",)
     np.testing.assert_allclose(recs[2].boxes, [[2, 3, 12, 20]])
-    assert recs[2].ir == root / "infrared/test/190001.jpg"
+    assert recs[2].thermal == root / "infrared/test/190001.jpg"
     assert [r.name for r in R.open_dataset(root, "llvip", splits=["test"])] == ["190001"]
 
 

@@ -315,7 +315,7 @@ def test_shipped_detector_on_real_pairs(msrs_root) -> None:  # noqa: ANN001
     reader, items = labelled_pairs(msrs_root, "MSRS", "eval")
     fuse = make_fuser(meta["train_config"]["fusion"], meta["train_config"]["fusion_weights"])
     samples = [reader.load(it) for it in items[:2]]
-    imgs = [fuse(s.ir, s.vi) for s in samples]
+    imgs = [fuse(s.thermal, s.visible) for s in samples]
     out = det.predict(imgs)
     assert out == det.predict(imgs)
     for dets in out:

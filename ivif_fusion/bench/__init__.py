@@ -111,7 +111,7 @@ def _frames(opts: BenchOptions) -> list[tuple[np.ndarray, np.ndarray]]:
         folder = PairedFolder(root, strict=False)
         for name in folder.names[:8]:
             s = folder.load(name)
-            ir, vi = s.ir, s.vi
+            ir, vi = s.thermal, s.visible
             if ir.shape != (opts.height, opts.width):
                 ir = cv2.resize(ir, (opts.width, opts.height), interpolation=cv2.INTER_AREA)
                 vi = cv2.resize(vi, (opts.width, opts.height), interpolation=cv2.INTER_AREA)

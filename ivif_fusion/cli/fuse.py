@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         d.mkdir(parents=True, exist_ok=True)
     for name in tqdm(names, desc="fuse", unit="pair"):
         s = folder.load(name)
-        outputs, _ = pipe.run_arrays(s.ir, s.vi)
+        outputs, _ = pipe.run_arrays(s.thermal, s.visible)
         for t, o in outputs.items():
             target = dirs[t] / (Path(name).stem + ".png")
             if not cv2.imwrite(str(target), o.fused_rgb[..., ::-1]):
@@ -89,8 +89,8 @@ def _baseline(folder, names, out: Path, rule: str) -> int:  # noqa: ANN001
     out.mkdir(parents=True, exist_ok=True)
     for name in tqdm(names, desc=f"fuse ({rule})", unit="pair"):
         s = folder.load(name)
-        y = luminance(s.vi)
-        fy = (s.ir + y) / 2 if rule == "mean" else np.maximum(s.ir, y)
-        cv2.imwrite(str(out / (Path(name).stem + ".png")), to_uint8(recombine(fy, s.vi))[..., ::-1])
+        y = luminance(s.visible)
+        fy = (s.thermal + y) / 2 if rule == "mean" else np.maximum(s.thermal, y)
+        cv2.imwrite(str(out / (Path(name).stem + ".png")), to_uint8(recombine(fy, s.visible))[..., ::-1])
     print(f"fused {len(names)} pair(s) with the pixel-{rule} rule -> {out}")
     return 0

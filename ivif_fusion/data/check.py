@@ -83,7 +83,7 @@ def check(reader: LayoutReader, *, decode: bool = True, progress=None) -> CheckR
         rep.pairs += 1
         rep.splits[item.split or "-"] += 1
         sizes = []
-        for path in (item.ir, item.vi):
+        for path in (item.thermal, item.visible):
             try:
                 sizes.append(decoded_size(path) if decode else image_size(path))
                 reader.note_size(path, sizes[-1])
@@ -92,7 +92,7 @@ def check(reader: LayoutReader, *, decode: bool = True, progress=None) -> CheckR
         if len(sizes) == 2:
             rep.sizes[sizes[0]] += 1
             if sizes[0] != sizes[1]:
-                reader.problem("size_mismatch", item.vi, f"pair '{item.name}': thermal is {sizes[0][0]}x{sizes[0][1]} "
+                reader.problem("size_mismatch", item.visible, f"pair '{item.name}': thermal is {sizes[0][0]}x{sizes[0][1]} "
                                 f"but visible is {sizes[1][0]}x{sizes[1][1]}")
         for s, st in rep.sets.items():
             path = reader.label_path(item, s)

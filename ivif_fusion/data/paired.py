@@ -60,8 +60,8 @@ def _stems(folder: Path) -> dict[str, Path]:
 @dataclass
 class Sample:
     name: str
-    ir: np.ndarray  # (H, W) float32 0..1
-    vi: np.ndarray  # (H, W, 3) float32 RGB 0..1
+    thermal: np.ndarray  # (H, W) float32 0..1
+    visible: np.ndarray  # (H, W, 3) float32 RGB 0..1
 
 
 class PairedFolder(Sequence):

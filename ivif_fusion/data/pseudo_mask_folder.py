@@ -142,7 +142,7 @@ def _box_row(name: str, b: BoxFill) -> dict:
 
 def load_pair(record) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001 - a readers.Record
     """Thermal (H, W) and visible (H, W, 3) of a record, as floats 0..1."""
-    return normalize_thermal(read_image(record.ir)), normalize_visible(read_image(record.vi))
+    return normalize_thermal(read_image(record.thermal)), normalize_visible(read_image(record.visible))
 
 
 def write_pseudo_masks(reader, out: str | Path, names: Iterable[str] | None = None,  # noqa: ANN001

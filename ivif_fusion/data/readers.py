@@ -215,7 +215,7 @@ class LayoutReader:
             if not mask.is_file():
                 self.problem("missing_mask", mask, f"mask {mask} missing for pair '{item.name}'")
                 mask = None
-        return Record(item.name, item.ir, item.vi, boxes, ids, item.split, mask, self._sizes.get(item.ir), labelled)
+        return Record(item.name, item.thermal, item.visible, boxes, ids, item.split, mask, self._sizes.get(item.thermal), labelled)
 
     def boxes(self, item: Item, label_set: str | None = None,
               source_hist: Counter | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -237,9 +237,9 @@ class LayoutReader:
             else:
                 raw = read_yolo(path)
                 try:
-                    w, h = self.size_of(item.ir)
+                    w, h = self.size_of(item.thermal)
                 except UnreadableFileError as e:
-                    self.problem("unreadable", item.ir, str(e))
+                    self.problem("unreadable", item.thermal, str(e))
                     return empty_boxes()
                 xyxy = yolo_to_xyxy(raw, w, h)[:, 1:] if len(raw) else np.zeros((0, 4), np.float32)
                 names = self._yolo_names(path, raw)
@@ -410,7 +410,7 @@ class FlatReader(LayoutReader):
 
     def load(self, item: Item) -> Sample:
         """The pixels of a pair (:meth:`PairedFolder.load`): thermal (H, W), visible (H, W, 3), float32 0..1."""
-        return self.folder.load(item.ir.name)
+        return self.folder.load(item.thermal.name)
 
     def _find_label_sets(self) -> list[str]:
         base = self.root / "labels_det"

@@ -58,14 +58,14 @@ class Item:
     """One paired listing entry (no file opened yet)."""
 
     name: str
-    ir: Path
-    vi: Path
+    thermal: Path
+    visible: Path
     split: str = ""
 
     @property
     def file(self) -> str:
         """File name of the thermal image (the visible one has the same name in the flat layout)."""
-        return self.ir.name
+        return self.thermal.name
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ class Record:
     """
 
     name: str
-    ir: Path
-    vi: Path
+    thermal: Path
+    visible: Path
     boxes: np.ndarray
     class_ids: np.ndarray
     split: str = ""

@@ -226,7 +226,7 @@ def make_bag(pairs: str | Path, out: str | Path, opts: MakeBagOptions | None = N
         it = tqdm(range(n), desc="make-bag", unit="pair", disable=not progress)
         for k in it:
             s = folder[k]
-            (ir, vi), scale = fit_max_side(opts.max_side, s.ir, s.vi)
+            (ir, vi), scale = fit_max_side(opts.max_side, s.thermal, s.visible)
             height, width = ir.shape[:2]
             nominal = opts.start_ns + round(k * period_ns)
             stamps = {st: nominal + round(jit[k, i] * 1e6) for i, st in enumerate(streams)}

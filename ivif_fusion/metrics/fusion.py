@@ -354,11 +354,11 @@ def evaluate_folder(pairs_root: str | Path, fused_dir: str | Path, *, only_fused
         s = folder.load(name)
         path = found[name]
         fused = _fused_array(path)
-        if fused.shape[:2] != s.ir.shape:
+        if fused.shape[:2] != s.thermal.shape:
             raise FusedFolderError(f"{path}: fused image is {fused.shape[1]}x{fused.shape[0]} but pair '{name}' is "
-                                   f"{s.ir.shape[1]}x{s.ir.shape[0]}")
+                                   f"{s.thermal.shape[1]}x{s.thermal.shape[0]}")
         try:
-            m = fusion_metrics(s.ir, s.vi, fused)
+            m = fusion_metrics(s.thermal, s.visible, fused)
         except ValueError as e:
             raise FusedFolderError(f"pair '{name}': {e}") from e
         rows.append({"name": name, **m})

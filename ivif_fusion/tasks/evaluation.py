@@ -35,8 +35,8 @@ class EvalSet:
 
     name: str
     names: list[str]
-    ir: list[np.ndarray]
-    vi: list[np.ndarray]
+    thermal: list[np.ndarray]
+    visible: list[np.ndarray]
     targets: dict[str, list[Any]] = field(default_factory=dict)
 
 
@@ -49,8 +49,8 @@ def msrs_eval_set(root: Path, classes: Sequence[str], split: str = "eval", label
     irs, vis, gts = [], [], []
     for it in items:
         s = reader.load(it)
-        irs.append(s.ir)
-        vis.append(s.vi)
+        irs.append(s.thermal)
+        vis.append(s.visible)
         gts.append(class_boxes(reader.record(it)))
     names = [it.file for it in items]
     label = "MSRS eval-20" if split == "eval" and len(names) == 20 else f"MSRS {split}"
@@ -86,7 +86,7 @@ def evaluate_tasks(tasks: dict[str, Any], inputs: dict[str, InputFn], data: Eval
         for iname, fn in inputs.items():
             t0 = time.time()
             imgs, fm = [], []
-            for ir, vi in tqdm(list(zip(data.ir, data.vi, strict=True)), desc=f"{tname} / {iname}",
+            for ir, vi in tqdm(list(zip(data.thermal, data.visible, strict=True)), desc=f"{tname} / {iname}",
                                disable=not progress, unit="pair"):
                 img = np.clip(np.asarray(fn(ir, vi, tname), dtype=np.float32), 0, 1)
                 if img.shape[:2] != ir.shape:

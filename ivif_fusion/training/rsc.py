@@ -62,7 +62,7 @@ class LabelledPair:
     """One training pair held in memory: IR, Y, CbCr as uint8 and boxes (K, 5) [cls, x1, y1, x2, y2] pixels."""
 
     name: str
-    ir: np.ndarray    # (H, W) uint8
+    thermal: np.ndarray    # (H, W) uint8
     ycc: np.ndarray   # (H, W, 3) uint8
     boxes: np.ndarray  # (K, 5) float32
 
@@ -84,7 +84,7 @@ def load_labelled_pairs(cfg: TrainRSCConfig, progress: bool = True, split: str |
                    unit="pair"):
         s = reader.load(it)
         boxes = class_boxes(reader.record(it))
-        pairs.append(LabelledPair(it.file, to_uint8(s.ir), to_uint8(rgb_to_ycbcr(s.vi)), boxes))
+        pairs.append(LabelledPair(it.file, to_uint8(s.thermal), to_uint8(rgb_to_ycbcr(s.visible)), boxes))
     if not pairs:
         raise RSCTrainingError(f"no training pairs in {reader.root}")
     return pairs
@@ -116,8 +116,8 @@ def sample_batch(pairs: list[LabelledPair], size: int, batch: int, seed: int, st
     irs, yccs, targets = [], [], []
     for _ in range(batch):
         p = pairs[int(rng.integers(len(pairs)))]
-        h, w = p.ir.shape
-        ir, ycc = p.ir, p.ycc
+        h, w = p.thermal.shape
+        ir, ycc = p.thermal, p.ycc
         if h < size or w < size:  # small images are padded by reflection up to the crop
             pad = ((0, max(0, size - h)), (0, max(0, size - w)))
             ir, ycc = np.pad(ir, pad, mode="reflect"), np.pad(ycc, pad + ((0, 0),), mode="reflect")
@@ -238,7 +238,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
             ad.freeze()
     if pairs is None:
         pairs = load_labelled_pairs(cfg, progress)
-    full_side = max(max(p.ir.shape) for p in pairs)
+    full_side = max(max(p.thermal.shape) for p in pairs)
     # cross-fitting: batch k draws only pairs of fold k, whose loss comes from the network that never saw them
     pools = [pairs] if folds is None else [[p for p in pairs if cross_fit_fold(p.name, folds) == k]
                                            for k in range(folds)]

@@ -85,7 +85,7 @@ def load_training_images(data_root: str, datasets: Sequence[str], max_side: int,
     images, ids = [], []
     for reader, ds, it in tqdm(items, desc="loading pairs", disable=not progress, unit="pair"):
         s = reader.load(it)
-        ir, y = s.ir, luminance(s.vi)
+        ir, y = s.thermal, luminance(s.visible)
         (ir, y), _ = fit_max_side(max_side, ir, y)
         images.append(np.clip(np.rint(np.stack([ir, y]) * 255), 0, 255).astype(np.uint8))
         ids.append(f"{ds}/{it.file}")

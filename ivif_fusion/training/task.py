@@ -94,7 +94,7 @@ def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool 
     for reader, ds, it, split in tqdm(jobs, desc=f"fusing ({cfg.fusion})", disable=not progress, unit="pair"):
         stem = f"{ds}_{it.name}"
         s = reader.load(it)
-        rgb = fuse(s.ir, s.vi)
+        rgb = fuse(s.thermal, s.visible)
         cv2.imwrite(str(out / "images" / split / f"{stem}.png"),
                     np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)[..., ::-1])
         lines = yolo_lines(reader, it)
@@ -128,7 +128,7 @@ def evaluate_split(adapter, cfg: TrainTaskConfig, split: str, dataset: str = "MS
     images, gts = [], []
     for it in items:
         s = reader.load(it)
-        images.append(fuse(s.ir, s.vi))
+        images.append(fuse(s.thermal, s.visible))
         gts.append(class_boxes(reader.record(it)))
     res = adapter.evaluate(images, gts)
     res["split"] = f"{dataset} {split if split != 'eval' else 'eval-20'}"
