@@ -14,22 +14,22 @@ import torch.nn.functional as F
 from .ops import check_shape, sobel_l1, sobel_xy
 
 
-def fusion_loss(fused: torch.Tensor, ir: torch.Tensor, y: torch.Tensor, w_int: float = 0.2,
+def fusion_loss(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor, w_int: float = 0.2,
                 w_grad: float = 1.0) -> torch.Tensor:
     """Intensity + gradient fusion loss on (N, 1, H, W) tensors in 0..1. Returns a scalar."""
-    for t, n in ((fused, "fused"), (ir, "ir"), (y, "y")):
+    for t, n in ((fused, "fused"), (thermal, "ir"), (y, "y")):
         check_shape(t, 4, f"fusion_loss {n}", 1)
-    if not (fused.shape == ir.shape == y.shape):
-        raise ValueError(f"fusion_loss: shapes differ {tuple(fused.shape)}, {tuple(ir.shape)}, {tuple(y.shape)}")
-    l_int = F.l1_loss(fused, torch.maximum(ir, y))
-    l_grad = F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(ir), sobel_l1(y)))
+    if not (fused.shape == thermal.shape == y.shape):
+        raise ValueError(f"fusion_loss: shapes differ {tuple(fused.shape)}, {tuple(thermal.shape)}, {tuple(y.shape)}")
+    l_int = F.l1_loss(fused, torch.maximum(thermal, y))
+    l_grad = F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(thermal), sobel_l1(y)))
     return w_int * l_int + w_grad * l_grad
 
 
-def fusion_loss_terms(fused: torch.Tensor, ir: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+def fusion_loss_terms(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """The two unweighted terms, for logging."""
-    return {"intensity": F.l1_loss(fused, torch.maximum(ir, y)),
-            "gradient": F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(ir), sobel_l1(y)))}
+    return {"intensity": F.l1_loss(fused, torch.maximum(thermal, y)),
+            "gradient": F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(thermal), sobel_l1(y)))}
 
 
 # ---------------------------------------------------------------------- RSC: task-side terms
@@ -50,7 +50,7 @@ def reward_punishment(task_loss: torch.Tensor, reference: torch.Tensor | float, 
 
 
 def rsc_task_loss(task_loss: torch.Tensor, reference: torch.Tensor | float | None, fused: torch.Tensor,
-                  ir: torch.Tensor, y: torch.Tensor, *, alpha: float = 5.0, w_fid: float = 1.0,
+                  thermal: torch.Tensor, y: torch.Tensor, *, alpha: float = 5.0, w_fid: float = 1.0,
                   w_int: float = 0.2, w_grad: float = 1.0) -> dict[str, torch.Tensor]:
     """One task's RSC objective and its parts.
 
@@ -59,7 +59,7 @@ def rsc_task_loss(task_loss: torch.Tensor, reference: torch.Tensor | float | Non
     reference (first step of ``previous`` mode) the reward/punishment term is 0.
     """
     rp = reward_punishment(task_loss, reference, alpha) if reference is not None else task_loss.new_zeros(())
-    fid = fusion_loss(fused, ir, y, w_int, w_grad)
+    fid = fusion_loss(fused, thermal, y, w_int, w_grad)
     return {"total": task_loss + rp + w_fid * fid, "task": task_loss, "reward_punishment": rp, "fidelity": fid}
 
 
@@ -116,10 +116,10 @@ def vif_pair_t(ref: torch.Tensor, dist: torch.Tensor, sigma_nsq: float = 2.0) ->
     return torch.where(den > 0, num / den.clamp_min(eps), torch.ones_like(num))
 
 
-def fusion_vif_t(fused: torch.Tensor, ir: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def fusion_vif_t(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """VIF(IR -> F) + VIF(Y -> F) per image (the reported VIF's convention), inputs 0..1 -> (N,)."""
     f = fused * 255.0
-    return vif_pair_t(ir * 255.0, f) + vif_pair_t(y * 255.0, f)
+    return vif_pair_t(thermal * 255.0, f) + vif_pair_t(y * 255.0, f)
 
 
 def _qabf_gradients_t(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,10 +148,10 @@ def _edge_preservation_t(g_s, a_s, g_f, a_f):  # noqa: ANN001, ANN202 - tensors,
     return QABF_TG / (1.0 + torch.exp(QABF_KG * (rel_g - QABF_DG))) * QABF_TA / (1.0 + torch.exp(QABF_KA * (rel_a - QABF_DA)))
 
 
-def qabf_t(ir: torch.Tensor, y: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+def qabf_t(thermal: torch.Tensor, y: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
     """Differentiable Qabf per image, (N, 1, H, W) on the 0..255 scale -> (N,); the computation of
     :func:`ivif_fusion.metrics.qabf.qabf` (default convention, L = 1) in torch (test_rsc checks they agree)."""
-    ga, aa = _qabf_gradients_t(ir)
+    ga, aa = _qabf_gradients_t(thermal)
     gb, ab = _qabf_gradients_t(y)
     gf, af = _qabf_gradients_t(fused)
     q = _edge_preservation_t(ga, aa, gf, af) * ga + _edge_preservation_t(gb, ab, gf, af) * gb
@@ -161,11 +161,11 @@ def qabf_t(ir: torch.Tensor, y: torch.Tensor, fused: torch.Tensor) -> torch.Tens
 #: Fusion metrics the RSC guard can hold (higher is better for each): name -> f(fused, ir, y) on 0..1 -> (N,).
 GUARD_METRICS = {
     "VIF": fusion_vif_t,
-    "Qabf": lambda fused, ir, y: qabf_t(ir * 255.0, y * 255.0, fused * 255.0),
+    "Qabf": lambda fused, thermal, y: qabf_t(thermal * 255.0, y * 255.0, fused * 255.0),
 }
 
 
-def guard_reference(generic: torch.Tensor, ir: torch.Tensor, y: torch.Tensor,
+def guard_reference(generic: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor,
                     metrics: tuple | list = ("VIF", "Qabf")) -> dict[str, torch.Tensor]:
     """Batch-mean value of each guarded metric on the generic images: the target :func:`fidelity_guard`
     compares against. No gradient; computed once per batch and shared by every task."""
@@ -173,16 +173,16 @@ def guard_reference(generic: torch.Tensor, ir: torch.Tensor, y: torch.Tensor,
     if unknown:
         raise ValueError(f"unknown guard metrics {unknown}; choose from {sorted(GUARD_METRICS)}")
     with torch.no_grad():
-        return {m: GUARD_METRICS[m](generic, ir, y).mean().clamp_min(1e-6) for m in metrics}
+        return {m: GUARD_METRICS[m](generic, thermal, y).mean().clamp_min(1e-6) for m in metrics}
 
 
-def fidelity_guard(fused: torch.Tensor, reference: dict[str, torch.Tensor], ir: torch.Tensor, y: torch.Tensor,
+def fidelity_guard(fused: torch.Tensor, reference: dict[str, torch.Tensor], thermal: torch.Tensor, y: torch.Tensor,
                    budget: float = 0.03) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``sum_m ReLU(1 - mean_n M(F_n) / mean_n M(G_n) - budget)`` and each metric's relative drop (logging).
 
     ``reference`` is :func:`guard_reference` of the generic images G of the same crops; its keys
     name the guarded metrics. Why: the customization may cost a little of the reported fusion
-    quality (the issue's budget is 5 % of Qabf and VIF) and nothing beyond it. A hinge on the
+    quality (a budget such as 5 % of Qabf and VIF) and nothing beyond it. A hinge on the
     relative drop leaves the task loss free inside the budget, where the stage-1 fidelity loss
     pulls back every change. The drop is that of the batch mean, as reported figures are means
     over images: a per-crop hinge binds on whichever crop happens to change most and held a
@@ -192,7 +192,7 @@ def fidelity_guard(fused: torch.Tensor, reference: dict[str, torch.Tensor], ir: 
     penalty = fused.new_zeros(())
     drops = {}
     for m, ref in reference.items():
-        drop = 1.0 - GUARD_METRICS[m](fused, ir, y).mean() / ref
+        drop = 1.0 - GUARD_METRICS[m](fused, thermal, y).mean() / ref
         penalty = penalty + F.relu(drop - budget)
         drops[m] = drop.detach()
     return penalty, drops

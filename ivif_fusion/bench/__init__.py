@@ -111,11 +111,11 @@ def _frames(opts: BenchOptions) -> list[tuple[np.ndarray, np.ndarray]]:
         folder = PairedFolder(root, strict=False)
         for name in folder.names[:8]:
             s = folder.load(name)
-            ir, vi = s.thermal, s.visible
-            if ir.shape != (opts.height, opts.width):
-                ir = cv2.resize(ir, (opts.width, opts.height), interpolation=cv2.INTER_AREA)
-                vi = cv2.resize(vi, (opts.width, opts.height), interpolation=cv2.INTER_AREA)
-            pairs.append((ir.astype(np.float32), vi.astype(np.float32)))
+            thermal, visible = s.thermal, s.visible
+            if thermal.shape != (opts.height, opts.width):
+                thermal = cv2.resize(thermal, (opts.width, opts.height), interpolation=cv2.INTER_AREA)
+                visible = cv2.resize(visible, (opts.width, opts.height), interpolation=cv2.INTER_AREA)
+            pairs.append((thermal.astype(np.float32), visible.astype(np.float32)))
         opts.notes.append(f"inputs: {len(pairs)} MSRS pairs cycled ({opts.width}x{opts.height})")
     if not pairs:
         rng = np.random.default_rng(opts.seed)
@@ -166,7 +166,7 @@ class _Config:
         self.name, self.backend, self.design, self.tasks, self.runners = name, backend, design, tasks, runners
         self.samples: dict[str, list[float]] = {}
 
-    def run(self, ir: np.ndarray, rgb: np.ndarray, record: bool) -> None:
+    def run(self, thermal: np.ndarray, rgb: np.ndarray, record: bool) -> None:
         from ..colour import rgb_to_ycbcr, ycbcr_to_rgb
         from ..imageops import to_uint8
 
@@ -174,7 +174,7 @@ class _Config:
         ycc = rgb_to_ycbcr(rgb)
         times = {"preprocess": (time.perf_counter() - t_start) * 1e3}
         fused: dict[str, np.ndarray] = {}
-        ir4, y4 = ir[None, None], np.ascontiguousarray(ycc[..., 0])[None, None]
+        ir4, y4 = thermal[None, None], np.ascontiguousarray(ycc[..., 0])[None, None]
         for task, runner in self.runners:
             out, t = runner.run(ir4, y4)
             if task is None:  # shared: one backend, every head
@@ -240,9 +240,9 @@ def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Call
     n = opts.warmup + opts.frames
     with torch.inference_mode():
         for i in range(n):
-            ir, rgb = frames[i % len(frames)]
+            thermal, rgb = frames[i % len(frames)]
             y = luminance(rgb)[None, None].astype(np.float32)
-            x = ir[None, None]
+            x = thermal[None, None]
             d = {}
             for which in names[i % len(names):] + names[:i % len(names)]:
                 t0 = time.perf_counter()
@@ -304,9 +304,9 @@ def bench_pipeline(opts: BenchOptions, frames: list, workdir: Path, progress: Ca
             configs.append(_Config(f"{backend}/separate/{k}", backend, "separate", tasks, runners))
     n = opts.warmup + opts.frames
     for i in range(n):
-        ir, rgb = frames[i % len(frames)]
+        thermal, rgb = frames[i % len(frames)]
         for c in (configs if i % 2 == 0 else configs[::-1]):
-            c.run(ir, rgb, record=i >= opts.warmup)
+            c.run(thermal, rgb, record=i >= opts.warmup)
         progress(f"pipeline {i + 1}/{n} (load {os.getloadavg()[0]:.1f})")
     out = {}
     for c in configs:

@@ -10,7 +10,7 @@ def md_stats(s: dict) -> str:
 
 
 def summarize(result: dict) -> dict:
-    """The must-show numbers of the issue, computed from the measurements."""
+    """The headline numbers (ratios and speed-ups), computed from the measurements."""
     out: dict[str, Any] = {}
     f = result.get("fusion")
     if f:

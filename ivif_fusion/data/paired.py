@@ -82,21 +82,21 @@ class PairedFolder(Sequence):
         for sub in ("ir", "vi"):
             if not (self.root / sub).is_dir():
                 raise PairError(f"{self.root} has no '{sub}/' folder (expected <root>/ir and <root>/vi)")
-        ir, vi = _stems(self.root / "ir"), _stems(self.root / "vi")
-        self.unpaired = sorted(set(ir) ^ set(vi))
+        thermal, visible = _stems(self.root / "ir"), _stems(self.root / "vi")
+        self.unpaired = sorted(set(thermal) ^ set(visible))
         if self.unpaired and strict:
             first = self.unpaired[0]
-            side = "vi" if first in ir else "ir"
+            side = "vi" if first in thermal else "ir"
             raise UnpairedError(f"{len(self.unpaired)} unpaired file(s) in {self.root}; first: '{first}' has no "
                                 f"partner in {side}/ (pass strict=False to skip them)")
-        common = sorted(set(ir) & set(vi))
+        common = sorted(set(thermal) & set(visible))
         if names is not None:
             missing = [n for n in names if n not in common]
             if missing:
                 raise UnpairedError(f"requested pair '{missing[0]}' not found in {self.root}")
             common = list(names)
         self.names = common
-        self._ir, self._vi = ir, vi
+        self._ir, self._vi = thermal, visible
         self.resize_mismatched = resize_mismatched
 
     def __len__(self) -> int:
@@ -117,19 +117,19 @@ class PairedFolder(Sequence):
     def load(self, name: str) -> Sample:
         ir_path, vi_path = self.paths(name)
         try:
-            ir = normalize_thermal(read_image(ir_path))
+            thermal = normalize_thermal(read_image(ir_path))
         except ImageError as e:
             raise UnreadableImageError(f"{ir_path}: {e}") from e
         try:
-            vi = normalize_visible(read_image(vi_path))
+            visible = normalize_visible(read_image(vi_path))
         except ImageError as e:
             raise UnreadableImageError(f"{vi_path}: {e}") from e
-        if ir.shape != vi.shape[:2]:
+        if thermal.shape != visible.shape[:2]:
             if not self.resize_mismatched:
-                raise SizeMismatchError(f"pair '{name}': thermal is {ir.shape[1]}x{ir.shape[0]} but visible is "
-                                        f"{vi.shape[1]}x{vi.shape[0]} (enable resize_mismatched / --resize to resize "
+                raise SizeMismatchError(f"pair '{name}': thermal is {thermal.shape[1]}x{thermal.shape[0]} but visible is "
+                                        f"{visible.shape[1]}x{visible.shape[0]} (enable resize_mismatched / --resize to resize "
                                         "the visible image to the thermal size)")
             import cv2
 
-            vi = cv2.resize(vi, (ir.shape[1], ir.shape[0]), interpolation=cv2.INTER_LINEAR)
-        return Sample(name, ir, vi)
+            visible = cv2.resize(visible, (thermal.shape[1], thermal.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return Sample(name, thermal, visible)

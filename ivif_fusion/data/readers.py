@@ -173,12 +173,12 @@ class LayoutReader:
         for d in (ir_dir, vi_dir):
             if not d.is_dir():
                 raise LayoutError(f"{self.root} is not a '{self.layout}' dataset: folder {d} missing")
-        ir, vi = images_in(ir_dir), images_in(vi_dir)
-        for stem in sorted(set(ir) ^ set(vi)):
-            path, other = (ir[stem], vi_dir) if stem in ir else (vi[stem], ir_dir)
+        thermal, visible = images_in(ir_dir), images_in(vi_dir)
+        for stem in sorted(set(thermal) ^ set(visible)):
+            path, other = (thermal[stem], vi_dir) if stem in thermal else (visible[stem], ir_dir)
             self.unpaired.append(path)
             self.problem("unpaired", path, f"unpaired image {path}: no '{stem}.*' in {other}")
-        return [Item(s, ir[s], vi[s], split) for s in sorted(set(ir) & set(vi))]
+        return [Item(s, thermal[s], visible[s], split) for s in sorted(set(thermal) & set(visible))]
 
     def size_of(self, path: Path) -> tuple[int, int]:
         """(W, H) of an image from its header (cached)."""

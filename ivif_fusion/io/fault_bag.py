@@ -117,19 +117,19 @@ def _plan_faults(n: int, opts: MakeBagOptions, rng: np.random.Generator) -> list
     return faults
 
 
-def _thermal_msg(ir: np.ndarray, header: Any, encoding: str):  # noqa: ANN202
+def _thermal_msg(thermal: np.ndarray, header: Any, encoding: str):  # noqa: ANN202
     if encoding == "mono8":
-        arr = np.clip(np.rint(ir * 255.0), 0, 255).astype(np.uint8)
+        arr = np.clip(np.rint(thermal * 255.0), 0, 255).astype(np.uint8)
     elif encoding == "mono16":
         # A 16-bit radiometric-style image: the 8-bit source spread over a plausible raw-count band.
-        arr = np.clip(np.rint(20000.0 + ir * 12000.0), 0, 65535).astype(np.uint16)
+        arr = np.clip(np.rint(20000.0 + thermal * 12000.0), 0, 65535).astype(np.uint16)
     else:
         raise UserError(f"thermal encoding must be mono8 or mono16, got '{encoding}'")
     return array_to_image_msg(msg_class(IMAGE), header, arr, encoding)
 
 
-def _rgb_msg(vi: np.ndarray, header: Any, compressed: bool, quality: int):  # noqa: ANN202
-    arr = np.clip(np.rint(vi * 255.0), 0, 255).astype(np.uint8)
+def _rgb_msg(visible: np.ndarray, header: Any, compressed: bool, quality: int):  # noqa: ANN202
+    arr = np.clip(np.rint(visible * 255.0), 0, 255).astype(np.uint8)
     if compressed:
         return array_to_compressed_msg(msg_class(COMPRESSED), header, arr, "jpeg", quality)
     return array_to_image_msg(msg_class(IMAGE), header, arr, "rgb8")
@@ -226,14 +226,14 @@ def make_bag(pairs: str | Path, out: str | Path, opts: MakeBagOptions | None = N
         it = tqdm(range(n), desc="make-bag", unit="pair", disable=not progress)
         for k in it:
             s = folder[k]
-            (ir, vi), scale = fit_max_side(opts.max_side, s.thermal, s.visible)
-            height, width = ir.shape[:2]
+            (thermal, visible), scale = fit_max_side(opts.max_side, s.thermal, s.visible)
+            height, width = thermal.shape[:2]
             nominal = opts.start_ns + round(k * period_ns)
             stamps = {st: nominal + round(jit[k, i] * 1e6) for i, st in enumerate(streams)}
             logs = {st: stamps[st] + round(delay[k, i] * 1e6) for i, st in enumerate(streams)}
-            msgs = {"thermal": _thermal_msg(ir, bag_header(stamps["thermal"], frame_ids["thermal"]),
+            msgs = {"thermal": _thermal_msg(thermal, bag_header(stamps["thermal"], frame_ids["thermal"]),
                                             opts.thermal_encoding),
-                    "visible": _rgb_msg(vi, bag_header(stamps["visible"], frame_ids["visible"]), opts.compressed_visible,
+                    "visible": _rgb_msg(visible, bag_header(stamps["visible"], frame_ids["visible"]), opts.compressed_visible,
                                     opts.jpeg_quality)}
             meta: dict[str, Any] = {"index": k, "name": s.name, "thermal_stamp_ns": stamps["thermal"],
                                     "visible_stamp_ns": stamps["visible"], "written": {"thermal": 1, "visible": 1}}

@@ -41,6 +41,6 @@ class MultiHeadFusion(nn.Module):
         conv = self.backbone.decoder.head if name == GENERIC else self.heads[name]
         return to_unit(conv(shared))
 
-    def forward(self, ir: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        shared = self.backbone.shared_features(ir, y)
+    def forward(self, thermal: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        shared = self.backbone.shared_features(thermal, y)
         return tuple(self.head(n, shared) for n in self.head_names)

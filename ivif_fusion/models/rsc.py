@@ -328,8 +328,8 @@ class CustomizedFusion(nn.Module):
     def tasks(self) -> tuple:
         return self.rsc.tasks
 
-    def encode(self, ir: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.backbone.encode(ir, y)
+    def encode(self, thermal: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.backbone.encode(thermal, y)
 
     def customize(self, f_ir: torch.Tensor, f_vi: torch.Tensor, task: str,
                   task_descriptor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -338,23 +338,23 @@ class CustomizedFusion(nn.Module):
     def fuse_decode(self, f_ir: torch.Tensor, f_vi: torch.Tensor) -> torch.Tensor:
         return self.backbone.decode(self.backbone.fuse(f_ir, f_vi))
 
-    def forward(self, ir: torch.Tensor, y: torch.Tensor, task: str,
+    def forward(self, thermal: torch.Tensor, y: torch.Tensor, task: str,
                 task_descriptor: torch.Tensor | None = None) -> torch.Tensor:
-        f_ir, f_vi = self.encode(ir, y)
+        f_ir, f_vi = self.encode(thermal, y)
         return self.fuse_decode(*self.customize(f_ir, f_vi, task, task_descriptor))
 
-    def forward_tasks(self, ir: torch.Tensor, y: torch.Tensor,
+    def forward_tasks(self, thermal: torch.Tensor, y: torch.Tensor,
                       descriptors: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
         """Fused Y per task, encoders run once."""
-        f_ir, f_vi = self.encode(ir, y)
+        f_ir, f_vi = self.encode(thermal, y)
         return {t: self.fuse_decode(*self.customize(f_ir, f_vi, t, d)) for t, d in descriptors.items()}
 
     @torch.inference_mode()
-    def fuse_numpy(self, ir: np.ndarray, y: np.ndarray, task: str,
+    def fuse_numpy(self, thermal: np.ndarray, y: np.ndarray, task: str,
                    task_descriptor: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
         """Thermal and luminance (H, W) float 0..1 -> the task's fused Y (H, W) float32 (eval mode)."""
         dev = next(self.backbone.parameters()).device
-        t_ir = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32))[None, None].to(dev)
+        t_ir = torch.from_numpy(np.ascontiguousarray(thermal, dtype=np.float32))[None, None].to(dev)
         t_y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None].to(dev)
         desc = None if task_descriptor is None else torch.as_tensor(task_descriptor, dtype=torch.float32, device=dev)
         if desc is not None and desc.ndim == 1:

@@ -84,10 +84,10 @@ class SeAFusionTwin(nn.Module):
         self.decoder = nn.ModuleList(_conv3(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.out = _conv3(DECODER_CHANNELS[-1], 1)
 
-    def forward(self, ir: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        check_shape(ir, 4, "SeAFusionTwin ir", 1)
+    def forward(self, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        check_shape(thermal, 4, "SeAFusionTwin ir", 1)
         check_shape(y, 4, "SeAFusionTwin y", 1)
-        z = torch.cat([self.enc_vi(y), self.enc_ir(ir)], 1)
+        z = torch.cat([self.enc_vi(y), self.enc_ir(thermal)], 1)
         for conv in self.decoder:
             z = F.leaky_relu(conv(z), 0.2)
         return torch.tanh(self.out(z)) / 2 + 0.5

@@ -136,26 +136,26 @@ class VFN(nn.Module):
         """Channels of the last shared map (``width / 2``), the input of every head."""
         return self.cfg.width // 2
 
-    def encode(self, ir: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, thermal: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-modality features (N, width, H, W) each; the RSC module customizes these."""
-        check_shape(ir, 4, "VFN ir", 1)
+        check_shape(thermal, 4, "VFN ir", 1)
         check_shape(y, 4, "VFN y", 1)
-        if ir.shape != y.shape:
-            raise ValueError(f"VFN: thermal {tuple(ir.shape)} and luminance {tuple(y.shape)} differ")
-        return self.enc_ir(ir), self.enc_vi(y)
+        if thermal.shape != y.shape:
+            raise ValueError(f"VFN: thermal {tuple(thermal.shape)} and luminance {tuple(y.shape)} differ")
+        return self.enc_ir(thermal), self.enc_vi(y)
 
     def fuse(self, f_ir: torch.Tensor, f_vi: torch.Tensor) -> torch.Tensor:
         return self.fusion(torch.cat([f_ir, f_vi], 1))
 
-    def shared_features(self, ir: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def shared_features(self, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Backbone up to the last shared map: what VIFA heads consume (run once per pair)."""
-        return self.decoder.features(self.fuse(*self.encode(ir, y)))
+        return self.decoder.features(self.fuse(*self.encode(thermal, y)))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def forward(self, ir: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.fuse(*self.encode(ir, y)))
+    def forward(self, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.fuse(*self.encode(thermal, y)))
 
 
 def count_parameters(model: nn.Module) -> int:

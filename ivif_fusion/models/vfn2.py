@@ -139,10 +139,10 @@ class FusionDecoder(nn.Module):
             self.head.weight[0, -1, 1, 1] = 1.0
             self.head.bias.zero_()
 
-    def features(self, context: torch.Tensor, detail: torch.Tensor, ir: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def features(self, context: torch.Tensor, detail: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.act(context + detail)
         w = torch.sigmoid(self.weight(h))
-        base = (y + w * (ir - y)).clamp(LOGIT_EPS, 1.0 - LOGIT_EPS)
+        base = (y + w * (thermal - y)).clamp(LOGIT_EPS, 1.0 - LOGIT_EPS)
         return torch.cat([h, 0.5 * torch.log(base / (1.0 - base))], 1)
 
     def forward(self, shared: torch.Tensor) -> torch.Tensor:
@@ -168,15 +168,15 @@ class VFN2(nn.Module):
         """Channels of the last shared map: the detail maps and the base image."""
         return self.cfg.detail + 1
 
-    def shared_features(self, ir: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def shared_features(self, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Backbone up to the last shared map (N, detail + 1, H, W): what every head consumes."""
-        check_shape(ir, 4, "VFN2 ir", 1)
+        check_shape(thermal, 4, "VFN2 ir", 1)
         check_shape(y, 4, "VFN2 y", 1)
-        if ir.shape != y.shape:
-            raise ValueError(f"VFN2: thermal {tuple(ir.shape)} and luminance {tuple(y.shape)} differ")
-        x = torch.cat([ir, y], 1)
+        if thermal.shape != y.shape:
+            raise ValueError(f"VFN2: thermal {tuple(thermal.shape)} and luminance {tuple(y.shape)} differ")
+        x = torch.cat([thermal, y], 1)
         detail = self.detail(torch.cat([x, sobel_l1(x)], 1))
-        return self.decoder.features(self.context(x), detail, ir, y)
+        return self.decoder.features(self.context(x), detail, thermal, y)
 
-    def forward(self, ir: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.shared_features(ir, y))
+    def forward(self, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.shared_features(thermal, y))

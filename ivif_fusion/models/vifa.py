@@ -43,7 +43,7 @@ LAYERS = {
 }
 
 
-def forward_layer(backbone: VFN, ir: torch.Tensor, y: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_layer(backbone: VFN, thermal: torch.Tensor, y: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
     """One backbone pass returning (``layer`` map, last shared map)."""
     if layer not in LAYERS:
         raise ValueError(f"unknown layer '{layer}'; choose one of {sorted(LAYERS)}")
@@ -51,9 +51,9 @@ def forward_layer(backbone: VFN, ir: torch.Tensor, y: torch.Tensor, layer: str) 
         if layer != "shared":
             raise ValueError(f"layer '{layer}' exists in the vfn backbone only; with {type(backbone).__name__} "
                              "use layer 'shared'")
-        shared = backbone.shared_features(ir, y)
+        shared = backbone.shared_features(thermal, y)
         return shared, shared
-    f_ir, f_vi = backbone.encode(ir, y)
+    f_ir, f_vi = backbone.encode(thermal, y)
     z = backbone.fuse(f_ir, f_vi)
     dec = backbone.decoder
     d = dec.blocks(dec.inp(z))

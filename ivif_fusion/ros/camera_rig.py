@@ -53,12 +53,12 @@ def load_pairs(root: Path, count: int = 3, size: tuple[int, int] = (160, 120), s
         raise FileNotFoundError(f"need {count} MSRS pairs under {root}, found {len(names)}")
     pairs = []
     for n in names:
-        ir = cv2.imread(str(root / "MSRS" / "ir" / n), cv2.IMREAD_GRAYSCALE)
-        vi = cv2.imread(str(root / "MSRS" / "vi" / n), cv2.IMREAD_COLOR)
-        if ir is None or vi is None:
+        thermal = cv2.imread(str(root / "MSRS" / "ir" / n), cv2.IMREAD_GRAYSCALE)
+        visible = cv2.imread(str(root / "MSRS" / "vi" / n), cv2.IMREAD_COLOR)
+        if thermal is None or visible is None:
             raise FileNotFoundError(f"cannot read MSRS pair {n}")
-        pairs.append((cv2.resize(ir, size, interpolation=cv2.INTER_AREA),
-                      cv2.resize(vi, size, interpolation=cv2.INTER_AREA)[..., ::-1].copy()))
+        pairs.append((cv2.resize(thermal, size, interpolation=cv2.INTER_AREA),
+                      cv2.resize(visible, size, interpolation=cv2.INTER_AREA)[..., ::-1].copy()))
     return pairs
 
 
@@ -76,7 +76,7 @@ class MessageFactory:
         self._header = lambda stamp, frame: make_header(Header, Time, stamp, frame)
         # Thermal cameras deliver 16-bit counts: spread the 8-bit data over a 14-bit-like range.
         self._thermal = [array_to_image_msg(Image, self._header(0, THERMAL_FRAME),
-                                            (ir.astype(np.uint16) * 64 + 1000), "mono16") for ir, _ in pairs]
+                                            (thermal.astype(np.uint16) * 64 + 1000), "mono16") for thermal, _ in pairs]
         if visible_compressed:
             self._rgb = [array_to_compressed_msg(CompressedImage, self._header(0, RGB_FRAME), rgb, "jpeg", 90)
                          for _, rgb in pairs]

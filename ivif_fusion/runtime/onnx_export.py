@@ -141,12 +141,12 @@ def parity_check(graph: Any, onnx_path: str | os.PathLike, sizes: list[tuple[int
     rng = np.random.default_rng(seed)
     out = {}
     for n, h, w in sizes:
-        ir = rng.random((n, 1, h, w), dtype=np.float32)
+        thermal = rng.random((n, 1, h, w), dtype=np.float32)
         y = rng.random((n, 1, h, w), dtype=np.float32)
         with torch.inference_mode():
-            ref = graph(torch.from_numpy(ir), torch.from_numpy(y))
+            ref = graph(torch.from_numpy(thermal), torch.from_numpy(y))
         ref = (ref,) if isinstance(ref, torch.Tensor) else ref
-        got = sess.run(None, dict(zip(names, (ir, y))))
+        got = sess.run(None, dict(zip(names, (thermal, y))))
         out[f"{n}x{h}x{w}"] = float(max(np.abs(g - r.numpy()).max() for g, r in zip(got, ref)))
     return out
 

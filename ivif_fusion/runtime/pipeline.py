@@ -166,42 +166,42 @@ class Pipeline:
 
     # ------------------------------------------------------------------ per pair
 
-    def preprocess(self, ir: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def preprocess(self, thermal: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Checks sizes (optionally resizes RGB to the thermal size) and applies ``max_side``."""
         import cv2
 
         pc = self.cfg.pipeline
-        if ir.ndim != 2:
-            raise PairSizeMismatch(f"thermal frame must be (H, W), got {ir.shape}")
+        if thermal.ndim != 2:
+            raise PairSizeMismatch(f"thermal frame must be (H, W), got {thermal.shape}")
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise PairSizeMismatch(f"RGB frame must be (H, W, 3), got {rgb.shape}")
-        if rgb.shape[:2] != ir.shape:
+        if rgb.shape[:2] != thermal.shape:
             if not pc.resize_mismatched:
-                raise PairSizeMismatch(f"thermal {ir.shape[1]}x{ir.shape[0]} and RGB {rgb.shape[1]}x{rgb.shape[0]} "
+                raise PairSizeMismatch(f"thermal {thermal.shape[1]}x{thermal.shape[0]} and RGB {rgb.shape[1]}x{rgb.shape[0]} "
                                        "differ (set pipeline.resize_mismatched to resize RGB to the thermal size)")
-            rgb = cv2.resize(rgb, (ir.shape[1], ir.shape[0]), interpolation=cv2.INTER_LINEAR)
-        (ir, rgb), _ = fit_max_side(pc.max_side, ir, rgb)
-        return ir.astype(np.float32, copy=False), rgb.astype(np.float32, copy=False)
+            rgb = cv2.resize(rgb, (thermal.shape[1], thermal.shape[0]), interpolation=cv2.INTER_LINEAR)
+        (thermal, rgb), _ = fit_max_side(pc.max_side, thermal, rgb)
+        return thermal.astype(np.float32, copy=False), rgb.astype(np.float32, copy=False)
 
     def run(self, pair: Pair) -> Result:
         outputs, timings = self.run_arrays(pair.thermal.image, pair.visible.image)
         return Result(pair, outputs, timings)
 
-    def run_arrays(self, ir: np.ndarray, rgb: np.ndarray) -> tuple[dict[str, TaskOutput], dict[str, float]]:
+    def run_arrays(self, thermal: np.ndarray, rgb: np.ndarray) -> tuple[dict[str, TaskOutput], dict[str, float]]:
         """Thermal (H, W) and RGB (H, W, 3) float32 0..1 -> per-task outputs and stage timings (ms)."""
         t_start = time.perf_counter()
-        ir, rgb = self.preprocess(ir, rgb)
+        thermal, rgb = self.preprocess(thermal, rgb)
         ycc = rgb_to_ycbcr(rgb)
         y = ycc[..., 0]
         timings = {"preprocess": (time.perf_counter() - t_start) * 1e3}
-        ys, bt = self.backend.run(ir[None, None], y[None, None])
+        ys, bt = self.backend.run(thermal[None, None], y[None, None])
         timings.update(bt)
         # Fused Y per source: a shared head serves every task mapped to it, so its colour image is made once.
         fused_y: dict[str, np.ndarray] = {}
         for p in self.plans:
             if p.rsc:
                 t = time.perf_counter()
-                fused_y[f"rsc:{p.cfg.name}"] = self.rsc.fuse_numpy(ir, y, p.cfg.name)
+                fused_y[f"rsc:{p.cfg.name}"] = self.rsc.fuse_numpy(thermal, y, p.cfg.name)
                 timings[f"rsc:{p.cfg.name}"] = (time.perf_counter() - t) * 1e3
             else:
                 fused_y[p.head] = ys[p.head][0, 0]

@@ -86,14 +86,14 @@ def evaluate_tasks(tasks: dict[str, Any], inputs: dict[str, InputFn], data: Eval
         for iname, fn in inputs.items():
             t0 = time.time()
             imgs, fm = [], []
-            for ir, vi in tqdm(list(zip(data.thermal, data.visible, strict=True)), desc=f"{tname} / {iname}",
+            for thermal, visible in tqdm(list(zip(data.thermal, data.visible, strict=True)), desc=f"{tname} / {iname}",
                                disable=not progress, unit="pair"):
-                img = np.clip(np.asarray(fn(ir, vi, tname), dtype=np.float32), 0, 1)
-                if img.shape[:2] != ir.shape:
-                    raise EvalTasksError(f"input '{iname}' returned {img.shape[:2]} for a {ir.shape} pair")
+                img = np.clip(np.asarray(fn(thermal, visible, tname), dtype=np.float32), 0, 1)
+                if img.shape[:2] != thermal.shape:
+                    raise EvalTasksError(f"input '{iname}' returned {img.shape[:2]} for a {thermal.shape} pair")
                 imgs.append(img)
                 if with_fusion_metrics:
-                    fm.append(fusion_metrics(ir, vi, img))
+                    fm.append(fusion_metrics(thermal, visible, img))
             res = adapter.evaluate(imgs, data.targets[tname])
             row = {k: res[k] for k in keys}
             row.update({k: v for k, v in res.items() if k in ("AP50", "IoU")})

@@ -39,11 +39,11 @@ def make_fuser(mode: str, weights: str | Path = "models/vfn_msrs.pt",
     ``visible`` / ``ir``: one modality only (IR as grey RGB).
     """
     if mode == "visible":
-        return lambda ir, vi: vi.astype(np.float32)
+        return lambda thermal, visible: visible.astype(np.float32)
     if mode == "ir":
-        return lambda ir, vi: np.repeat(ir[..., None], 3, axis=2).astype(np.float32)
+        return lambda thermal, visible: np.repeat(thermal[..., None], 3, axis=2).astype(np.float32)
     if mode == "max":
-        return lambda ir, vi: recombine(np.maximum(ir, luminance(vi)), vi)
+        return lambda thermal, visible: recombine(np.maximum(thermal, luminance(visible)), visible)
     if mode == "vfn":
         import torch
 
@@ -55,12 +55,12 @@ def make_fuser(mode: str, weights: str | Path = "models/vfn_msrs.pt",
                              "(train it with `ivif train fusion`, or use --fusion max)")
         net = load_vfn(path).to(device)
 
-        def fuse(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+        def fuse(thermal: np.ndarray, visible: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                t_ir = torch.from_numpy(ir)[None, None].to(device)
-                t_y = torch.from_numpy(luminance(vi))[None, None].to(device)
+                t_ir = torch.from_numpy(thermal)[None, None].to(device)
+                t_y = torch.from_numpy(luminance(visible))[None, None].to(device)
                 y = net(t_ir, t_y)[0, 0].cpu().numpy()
-            return recombine(y, vi)
+            return recombine(y, visible)
 
         return fuse
     raise InputError(f"unknown fusion mode '{mode}'; choose from {list(FUSION_MODES)}")
@@ -74,7 +74,7 @@ def register_input_loader(kind: str, loader: Callable[[Path, Path | None], Input
 def vfn_input(path: Path, backbone: Path | None) -> InputFn:  # noqa: ARG001 - the checkpoint is the backbone
     """Generic fusion by a VFN checkpoint, the same image for every task."""
     fuse = make_fuser("vfn", path)
-    return lambda ir, vi, task: fuse(ir, vi)
+    return lambda thermal, visible, task: fuse(thermal, visible)
 
 
 def rsc_input(path: Path, backbone: Path | None) -> InputFn:
@@ -86,10 +86,10 @@ def rsc_input(path: Path, backbone: Path | None) -> InputFn:
         raise InputError(f"RSC input {path} needs the backbone it customizes (--backbone), got {backbone}")
     net = load_customized(path, load_vfn(backbone))
 
-    def fuse(ir: np.ndarray, vi: np.ndarray, task: str) -> np.ndarray:
+    def fuse(thermal: np.ndarray, visible: np.ndarray, task: str) -> np.ndarray:
         if task not in net.tasks:
             raise InputError(f"RSC {path} has no branch for task '{task}' (it has {list(net.tasks)})")
-        return recombine(net.fuse_numpy(ir, luminance(vi), task), vi)
+        return recombine(net.fuse_numpy(thermal, luminance(visible), task), visible)
 
     return fuse
 
@@ -100,10 +100,10 @@ def vifa_input(path: Path, backbone: Path | None) -> InputFn:  # noqa: ARG001 - 
 
     model = load_vifa_model(path)
 
-    def fuse(ir: np.ndarray, vi: np.ndarray, task: str) -> np.ndarray:
+    def fuse(thermal: np.ndarray, visible: np.ndarray, task: str) -> np.ndarray:
         if task not in model.heads:
             raise InputError(f"VIFA {path} has no head for task '{task}' (it has {list(model.heads)})")
-        return recombine(head_fuse_numpy(model, ir, luminance(vi), task), vi)
+        return recombine(head_fuse_numpy(model, thermal, luminance(visible), task), visible)
 
     return fuse
 
@@ -128,11 +128,11 @@ def input_from_checkpoint(path: str | os.PathLike, backbone: str | os.PathLike |
 def standard_inputs(backbone: str | os.PathLike | None) -> dict[str, InputFn]:
     """IR only, visible only, pixel-max fused and (when ``backbone`` is given) the generic VFN-fused image."""
     ir_fn, vi_fn = make_fuser("ir"), make_fuser("visible")
-    inputs: dict[str, InputFn] = {"IR only": lambda ir, vi, t: ir_fn(ir, vi),
-                                  "visible only": lambda ir, vi, t: vi_fn(ir, vi)}
+    inputs: dict[str, InputFn] = {"IR only": lambda thermal, visible, t: ir_fn(thermal, visible),
+                                  "visible only": lambda thermal, visible, t: vi_fn(thermal, visible)}
     mx = make_fuser("max")
-    inputs["pixel-max fused"] = lambda ir, vi, t: mx(ir, vi)  # rule baseline (and the detector's training domain)
+    inputs["pixel-max fused"] = lambda thermal, visible, t: mx(thermal, visible)  # rule baseline (and the detector's training domain)
     if backbone is not None:
         fuse = make_fuser("vfn", backbone)
-        inputs["generic fused (VFN)"] = lambda ir, vi, t: fuse(ir, vi)
+        inputs["generic fused (VFN)"] = lambda thermal, visible, t: fuse(thermal, visible)
     return inputs

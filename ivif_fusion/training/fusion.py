@@ -113,19 +113,19 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
             if epoch == start_epoch and i < step - start_epoch * steps_per_epoch:
                 continue  # resumed mid-epoch: skip the batches already seen
             batch = batch.to(device)
-            ir, y = batch[:, :1], batch[:, 1:2]
+            thermal, y = batch[:, :1], batch[:, 1:2]
             lr = cosine_lr(step, total, cfg.lr, warmup)
             for g in opt.param_groups:
                 g["lr"] = lr
-            fused = ddp_model(ir, y)
-            loss = fusion_loss(fused, ir, y, cfg.w_int, cfg.w_grad)
+            fused = ddp_model(thermal, y)
+            loss = fusion_loss(fused, thermal, y, cfg.w_int, cfg.w_grad)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             if rank0 and (step % 10 == 0 or step == total):
                 with torch.no_grad():
-                    terms = fusion_loss_terms(fused, ir, y)
+                    terms = fusion_loss_terms(fused, thermal, y)
                 log.row([step, epoch, f"{lr:.6g}", f"{loss.item():.6f}", f"{terms['intensity'].item():.6f}",
                          f"{terms['gradient'].item():.6f}", f"{time.time() - t0:.1f}"])
             if rank0 and step % 100 == 0:  # periodic state so an interrupted run resumes

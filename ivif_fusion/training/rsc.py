@@ -117,11 +117,11 @@ def sample_batch(pairs: list[LabelledPair], size: int, batch: int, seed: int, st
     for _ in range(batch):
         p = pairs[int(rng.integers(len(pairs)))]
         h, w = p.thermal.shape
-        ir, ycc = p.thermal, p.ycc
+        thermal, ycc = p.thermal, p.ycc
         if h < size or w < size:  # small images are padded by reflection up to the crop
             pad = ((0, max(0, size - h)), (0, max(0, size - w)))
-            ir, ycc = np.pad(ir, pad, mode="reflect"), np.pad(ycc, pad + ((0, 0),), mode="reflect")
-            h, w = ir.shape
+            thermal, ycc = np.pad(thermal, pad, mode="reflect"), np.pad(ycc, pad + ((0, 0),), mode="reflect")
+            h, w = thermal.shape
         if len(p.boxes) and rng.random() < 0.75:
             bx = p.boxes[int(rng.integers(len(p.boxes)))]
             cx, cy = (bx[1] + bx[3]) / 2, (bx[2] + bx[4]) / 2
@@ -130,7 +130,7 @@ def sample_batch(pairs: list[LabelledPair], size: int, batch: int, seed: int, st
         else:
             x0, y0 = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
         flip = bool(rng.random() < 0.5)
-        a, b = ir[y0:y0 + size, x0:x0 + size], ycc[y0:y0 + size, x0:x0 + size]
+        a, b = thermal[y0:y0 + size, x0:x0 + size], ycc[y0:y0 + size, x0:x0 + size]
         if flip:
             a, b = a[:, ::-1], b[:, ::-1]
         irs.append(np.ascontiguousarray(a))
@@ -285,15 +285,15 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
         for step in range(cfg.steps):
             fold = step % len(pools)
             b = sample_batch(pools[fold], cfg.crop, cfg.batch_size, cfg.seed, step, cfg.min_visible)
-            ir, y, cbcr = b["ir"].to(device), b["y"].to(device), b["cbcr"].to(device)
+            thermal, y, cbcr = b["ir"].to(device), b["y"].to(device), b["cbcr"].to(device)
             lr = cosine_lr(step, cfg.steps, cfg.lr, warmup)
             for g in opt.param_groups:
                 g["lr"] = lr
             with torch.no_grad():
-                f_ir, f_vi = model.encode(ir, y)
+                f_ir, f_vi = model.encode(thermal, y)
                 generic_y = model.fuse_decode(f_ir, f_vi)
                 generic = to_rgb(generic_y, cbcr)
-            guard_ref = guard_reference(generic_y, ir, y, guarded) if guarded else {}
+            guard_ref = guard_reference(generic_y, thermal, y, guarded) if guarded else {}
             losses, row = [], {}
             for t in task_names:
                 ad = adapters[t]
@@ -308,10 +308,10 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
                         ref = judge.loss(generic, b["targets"])
                 fused = model.fuse_decode(*model.customize(f_ir, f_vi, t, desc))
                 task_loss = judge.loss(to_rgb(fused, cbcr), b["targets"])
-                parts = rsc_task_loss(task_loss, ref, fused, ir, y, alpha=cfg.alpha, w_fid=cfg.w_fid)
+                parts = rsc_task_loss(task_loss, ref, fused, thermal, y, alpha=cfg.alpha, w_fid=cfg.w_fid)
                 drops = {}
                 if guarded:
-                    guard, drops = fidelity_guard(fused, guard_ref, ir, y, cfg.guard_budget)
+                    guard, drops = fidelity_guard(fused, guard_ref, thermal, y, cfg.guard_budget)
                     parts["total"] = parts["total"] + cfg.w_guard * guard
                 prev[t] = task_loss.detach()
                 losses.append(parts["total"])

@@ -85,9 +85,9 @@ def load_training_images(data_root: str, datasets: Sequence[str], max_side: int,
     images, ids = [], []
     for reader, ds, it in tqdm(items, desc="loading pairs", disable=not progress, unit="pair"):
         s = reader.load(it)
-        ir, y = s.thermal, luminance(s.visible)
-        (ir, y), _ = fit_max_side(max_side, ir, y)
-        images.append(np.clip(np.rint(np.stack([ir, y]) * 255), 0, 255).astype(np.uint8))
+        thermal, y = s.thermal, luminance(s.visible)
+        (thermal, y), _ = fit_max_side(max_side, thermal, y)
+        images.append(np.clip(np.rint(np.stack([thermal, y]) * 255), 0, 255).astype(np.uint8))
         ids.append(f"{ds}/{it.file}")
     return images, ids
 

@@ -83,7 +83,7 @@ def _frozen(model: torch.nn.Module) -> torch.nn.Module:
 
 def _ref_teacher(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str]:  # noqa: ARG001
     ctx.weights[spec["name"]] = {"kind": "teacher", "path": ctx.cfg.teacher}
-    return (lambda ir, y: teacher(ir, y)), "teacher generic output"
+    return (lambda thermal, y: teacher(thermal, y)), "teacher generic output"
 
 
 def _ref_vfn(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str]:  # noqa: ARG001
@@ -92,7 +92,7 @@ def _ref_vfn(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str]:  #
         raise FileNotFoundError(f"reference VFN {path} not found")
     net = _frozen(checkpoint.load_vfn(path))
     ctx.weights[spec["name"]] = {"kind": "vfn", "path": str(spec["weights"])}
-    return (lambda ir, y: net(ir, y)), f"VFN {spec['weights']} (sha256 {checkpoint.file_sha256(path)[:12]})"
+    return (lambda thermal, y: net(thermal, y)), f"VFN {spec['weights']} (sha256 {checkpoint.file_sha256(path)[:12]})"
 
 
 def _ref_rsc(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str]:  # noqa: ARG001
@@ -106,7 +106,7 @@ def _ref_rsc(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str]:  #
     if task not in net.tasks:
         raise VifaTrainingError(f"RSC {path} has no task '{task}' (it has {list(net.tasks)}); set rsc_task")
     ctx.weights[spec["name"]] = {"kind": "rsc", "path": str(spec["weights"]), "task": task}
-    return (lambda ir, y: net(ir, y, task)), (f"RSC {spec['weights']} task '{task}' "
+    return (lambda thermal, y: net(thermal, y, task)), (f"RSC {spec['weights']} task '{task}' "
                                               f"(sha256 {checkpoint.file_sha256(path)[:12]})")
 
 
@@ -125,8 +125,8 @@ def _ref_finetune(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str
     for step in tqdm(range(cfg.finetune_steps), desc=f"reference {spec['name']}", disable=not ctx.progress):
         data.set_epoch(step)
         batch = data.random_batch(cfg.batch_size, gen)
-        ir, y = batch[:, :1], batch[:, 1:2]
-        loss = fusion_loss(net(ir, y), ir, y, w_int, w_grad)
+        thermal, y = batch[:, :1], batch[:, 1:2]
+        loss = fusion_loss(net(thermal, y), thermal, y, w_int, w_grad)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -137,7 +137,7 @@ def _ref_finetune(spec: dict, teacher: VFN, ctx: RefContext) -> tuple[RefFn, str
                     {"reference_for": spec["name"], "finetune_steps": cfg.finetune_steps, "w_int": w_int,
                      "w_grad": w_grad, "teacher": cfg.teacher})
     ctx.weights[spec["name"]] = {"kind": "vfn", "path": str(path)}
-    return (lambda ir, y: net(ir, y)), (f"teacher fine-tuned {cfg.finetune_steps} steps with fusion loss "
+    return (lambda thermal, y: net(thermal, y)), (f"teacher fine-tuned {cfg.finetune_steps} steps with fusion loss "
                                         f"w_int={w_int}, w_grad={w_grad} (saved as {path.name})")
 
 
@@ -197,11 +197,11 @@ def key_channel_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor, cha
     return (d.mean((0, 2, 3)) * w).sum()
 
 
-def vifa_losses(student: MultiHeadFusion, ir: torch.Tensor, y: torch.Tensor, teacher_feat: torch.Tensor,
+def vifa_losses(student: MultiHeadFusion, thermal: torch.Tensor, y: torch.Tensor, teacher_feat: torch.Tensor,
                 refs: dict[str, torch.Tensor], selection: KeyChannelSelection, *, layer: str, w_key: float = 1.0,
                 w_ref: float = 1.0, w_fusion: float = 0.0) -> dict[str, torch.Tensor]:
     """All loss terms of one batch: ``key``, ``ref:<t>``, ``task:<t>`` (what head t sees) and ``total``."""
-    feat, shared = forward_layer(student.backbone, ir, y, layer)
+    feat, shared = forward_layer(student.backbone, thermal, y, layer)
     out = {"key": w_key * key_channel_loss(feat, teacher_feat, selection.channels, selection.weights)}
     total = out["key"]
     for t, ref in refs.items():
@@ -209,7 +209,7 @@ def vifa_losses(student: MultiHeadFusion, ir: torch.Tensor, y: torch.Tensor, tea
         out[f"ref:{t}"] = F.mse_loss(fused, ref.detach())
         task = w_ref * out[f"ref:{t}"]
         if w_fusion > 0:
-            out[f"fusion:{t}"] = fusion_loss(fused, ir, y)
+            out[f"fusion:{t}"] = fusion_loss(fused, thermal, y)
             task = task + w_fusion * out[f"fusion:{t}"]
         out[f"task:{t}"] = task
         total = total + task
@@ -314,14 +314,14 @@ def train(cfg: TrainVifaConfig, progress: bool = True, images: list[np.ndarray] 
     for step in bar:
         data.set_epoch(step)
         batch = data.random_batch(cfg.batch_size, gen).to(device)
-        ir, y = batch[:, :1], batch[:, 1:2]
+        thermal, y = batch[:, :1], batch[:, 1:2]
         with torch.no_grad():
-            t_feat = forward_layer(teacher, ir, y, cfg.layer)[0]
-            ref_out = {t: refs[t](ir, y) for t in tasks}
+            t_feat = forward_layer(teacher, thermal, y, cfg.layer)[0]
+            ref_out = {t: refs[t](thermal, y) for t in tasks}
         lr = cosine_lr(step, cfg.steps, cfg.lr)  # no warm-up: the student starts from the teacher
         for g in opt.param_groups:
             g["lr"] = lr
-        losses = vifa_losses(student, ir, y, t_feat, ref_out, selection, layer=cfg.layer, w_key=cfg.w_key,
+        losses = vifa_losses(student, thermal, y, t_feat, ref_out, selection, layer=cfg.layer, w_key=cfg.w_key,
                              w_ref=cfg.w_ref, w_fusion=cfg.w_fusion)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()

@@ -18,7 +18,7 @@ class FusionBackend(Protocol):
     name: str
     head_names: list[str]
 
-    def run(self, ir: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def run(self, thermal: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Fused Y per head for (N, 1, H, W) float32 inputs, and stage timings in ms."""
         ...
 

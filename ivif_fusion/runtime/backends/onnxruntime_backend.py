@@ -69,10 +69,10 @@ class OnnxRuntimeBackend:
         self.threads = threads
         log.info("onnxruntime %s: %s, %d thread(s)", ort.__version__, self.path, threads)
 
-    def run(self, ir: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def run(self, thermal: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Fused Y per head for (N, 1, H, W) float32 inputs; timings ``{'backbone+heads': ms}``."""
         t0 = time.perf_counter()
-        feed = {"ir": np.ascontiguousarray(ir, dtype=np.float32), "y": np.ascontiguousarray(y, dtype=np.float32)}
+        feed = {"ir": np.ascontiguousarray(thermal, dtype=np.float32), "y": np.ascontiguousarray(y, dtype=np.float32)}
         outs = self.session.run(self.head_names, feed)
         return dict(zip(self.head_names, outs)), {STAGE: (time.perf_counter() - t0) * 1e3}
 

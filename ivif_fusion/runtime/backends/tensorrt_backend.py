@@ -49,16 +49,16 @@ class TensorRTBackend:
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream(self.device)
 
-    def run(self, ir: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def run(self, thermal: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         torch = self.torch
-        n, _, h, w = ir.shape
+        n, _, h, w = thermal.shape
         if not self.profile.covers(n, h, w):
             raise BackendUnavailable(f"input {n}x{h}x{w} is outside the engine profile "
                                      f"min {self.profile.min} .. max {self.profile.max}; rebuild with "
                                      "`ivif export tensorrt --min/--opt/--max`")
         t0 = time.perf_counter()
         with torch.cuda.stream(self.stream):
-            feeds = {"ir": torch.from_numpy(np.ascontiguousarray(ir, np.float32)).to(self.device, non_blocking=True),
+            feeds = {"ir": torch.from_numpy(np.ascontiguousarray(thermal, np.float32)).to(self.device, non_blocking=True),
                      "y": torch.from_numpy(np.ascontiguousarray(y, np.float32)).to(self.device, non_blocking=True)}
             outs = {}
             for name, t in feeds.items():

@@ -23,9 +23,9 @@ class TorchBackend:
             torch.set_num_threads(threads)
 
     @torch.inference_mode()
-    def run(self, ir: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def run(self, thermal: np.ndarray, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         t0 = time.perf_counter()
-        ir_t = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32)).to(self.device)
+        ir_t = torch.from_numpy(np.ascontiguousarray(thermal, dtype=np.float32)).to(self.device)
         y_t = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(self.device)
         shared = self.graph.backbone.shared_features(ir_t, y_t)
         t1 = time.perf_counter()
