@@ -28,5 +28,7 @@ ivif make-bag --pairs "$DATA/MSRS" --split eval --out "$BAG" --storage mcap --ra
   --drop 0.05 --duplicate 0.05 --reorder 0.05 --corrupt 0.05 --seed 175 \
   --labels "$DATA/MSRS/labels_det/fusion" --no-progress
 echo "== replaying it with config/multitask.yaml"
-ivif replay "$BAG" --config config/multitask.yaml --out "$OUT/replay"
+# sync.reject_late drops repeated and late stamps on arrival, so every injected fault has a predictable
+# drop reason and the report can check the accounting against the sidecar.
+ivif replay "$BAG" --config config/multitask.yaml --set sync.reject_late=true --out "$OUT/replay"
 echo "demo: replay report in $OUT/replay/report.html (markdown: $OUT/replay/report.md)"

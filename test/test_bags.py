@@ -139,6 +139,10 @@ def test_expected_accounting_model():
     assert fault_bag.expected_accounting(side, "approximate", 0.001) is None
     # exact mode needs equal stamps
     assert fault_bag.expected_accounting(side, "exact", 0.05) is None
+    # the model holds only when repeats and late stamps are dropped on arrival under the optimal policy
+    assert fault_bag.expected_accounting(side, "approximate", 0.05, reject_late=False) is None
+    assert fault_bag.expected_accounting(side, "approximate", 0.05, policy="rclpy") is None
+    assert fault_bag.expected_accounting(side, "approximate", 0.05, policy="optimal", reject_late=True) == exp
 
 
 def test_make_bag_rejects_bad_options(pairs_dir: Path, tmp_path: Path):

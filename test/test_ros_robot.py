@@ -224,10 +224,15 @@ def test_stream_below_expected_rate_warns(robot):  # noqa: ANN001
     """ros.thermal.rate_hz is 9 and the cameras ran at 5 Hz: the thermal input read WARN with the numbers."""
     seen = [_status(m, ": thermal input") for _, m in robot["diags"]]
     warn = [s for s in seen if s and s[0] == 1 and "expected 9 Hz" in s[1]]
-    assert warn, [s[:2] for s in seen if s][-5:]
-    # While the cameras ran, the window's rate was their 5 Hz (windows reaching into idle time read lower).
-    level, message, kv = max(warn, key=lambda s: float(s[2]["rate_hz"]))
-    assert 4.0 <= float(kv["rate_hz"]) <= 6.0 and kv["expected_hz"] == "9"
+    names = sorted({f"{st.hardware_id} | {st.name}" for _, m in robot["diags"] for st in m.status})
+    assert warn, ([s[:2] for s in seen if s][-5:], len(robot["diags"]), names)
+    # While the cameras ran, the window's rate was their 5 Hz. Windows reaching into idle time read
+    # lower, and one that catches a burst of late deliveries reads higher.
+    rates = sorted(float(s[2]["rate_hz"]) for s in warn if float(s[2]["rate_hz"]) > 0)
+    assert any(4.0 <= r <= 6.5 for r in rates), rates
+    assert all(r < 9 * 0.9 for r in rates), rates   # every WARN was below the tolerance band of 9 Hz
+    level, message, kv = warn[-1]
+    assert kv["expected_hz"] == "9"
     assert "frames are lost before the node" in message
     # RGB has no expected rate: its input status never warned about a rate.
     assert not any("visible at" in s[1] for s in (_status(m, ": visible input") for _, m in robot["diags"]) if s)

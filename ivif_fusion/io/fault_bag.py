@@ -315,7 +315,8 @@ def load_sidecar(path: str | Path) -> dict:
     return data
 
 
-def expected_accounting(sidecar: dict, mode: str = "approximate", slop_s: float = 0.05) -> dict | None:
+def expected_accounting(sidecar: dict, mode: str = "approximate", slop_s: float = 0.05, *,
+                        policy: str = "optimal", reject_late: bool = True) -> dict | None:
     """Per-stream accounting a replay of a make-bag bag must produce, from what was injected.
 
     Returns ``{"pairs": int, "received": {stream: n}, "dropped": {stream: {reason: n}}}``, or None
@@ -325,8 +326,13 @@ def expected_accounting(sidecar: dict, mode: str = "approximate", slop_s: float 
 
     Model: each isolated fault costs the pairs listed in the module docstring; in approximate
     mode the last pair is never proven optimal (no later frame arrives) and ends UNFLUSHED, as it
-    would in the live node when the cameras stop.
+    would in the live node when the cameras stop. The model assumes repeated and late stamps are
+    dropped on arrival (``sync.reject_late: true``) under the ``optimal`` policy: without that
+    filter the message_filters policies queue them and may pair them, which the sidecar cannot
+    predict, so None is returned then.
     """
+    if policy != "optimal" or not reject_late:
+        return None
     frames = sidecar["frames"]
     slop_ns = slop_s * 1e9
     th = np.array([f["thermal_stamp_ns"] for f in frames], dtype=np.int64)

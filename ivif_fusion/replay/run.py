@@ -128,7 +128,8 @@ def new_summary(bag: Path, out_bag: Path, cfg: RuntimeConfig, pipe: Any, topics:
         sidecar=str(side_path) if side_path else None, versions=package_versions(), weights=weight_files(cfg))
     if side is not None:
         summary.injected = fault_bag.fault_summary(side)
-        summary.expected = fault_bag.expected_accounting(side, cfg.sync.mode, cfg.sync.slop_s)
+        summary.expected = fault_bag.expected_accounting(side, cfg.sync.mode, cfg.sync.slop_s,
+                                                       policy=cfg.sync.policy, reject_late=cfg.sync.reject_late)
     return summary
 
 
