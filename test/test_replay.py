@@ -28,7 +28,10 @@ def pairs_dir(tmp_path_factory) -> Path:  # noqa: ANN001
 
 
 def _cfg(ckpt: Path, **over):  # noqa: ANN001, ANN202
-    o = {"pipeline.backbone_weights": str(ckpt), "replay.metrics_pairs": 2, "replay.sample_frames": 3}
+    """Replay config; repeated and late stamps are dropped on arrival (``sync.reject_late``), the
+    semantics under which the sidecar predicts the accounting exactly."""
+    o = {"pipeline.backbone_weights": str(ckpt), "replay.metrics_pairs": 2, "replay.sample_frames": 3,
+         "sync.reject_late": True}
     o.update(over)
     return runtime_defaults(o)
 

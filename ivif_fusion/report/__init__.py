@@ -105,8 +105,10 @@ def build_blocks(s: Any, figs: dict[str, str]) -> list[Block]:  # noqa: C901 - o
                     rows.append([f"{st} {r}", s.expected["dropped"][st].get(r, 0), s.accounting[st]["dropped"].get(r, 0)])
             b.append(Block("table", (["count", "expected from sidecar", "observed"], rows)))
         else:
-            b.append(Block("p", "The bag's stamps do not allow an exact prediction for this sync configuration "
-                                "(jitter or gaps compared with sync.slop_s), so no expected counts are shown."))
+            b.append(Block("p", "No exact prediction for this sync configuration, so no expected counts are shown: "
+                                "the sidecar's model needs sync.policy optimal with sync.reject_late true (without "
+                                "it the message_filters policies queue repeated and late frames), and stamps whose "
+                                "jitter and gaps keep pairs apart by more than sync.slop_s."))
     if s.drops:
         b.append(Block("h2", "Dropped frames"))
         shown = s.drops[:30]
