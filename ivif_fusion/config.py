@@ -208,6 +208,9 @@ class TrainFusionConfig(TrainRunConfig):
     lr: float = param(1e-3, "Adam learning rate (cosine decay to 5 % over the run).", min=0.0)
     w_int: float = param(0.2, "Weight of the intensity term L1(F, max(IR, Y)).", min=0.0)
     w_grad: float = param(1.0, "Weight of the gradient term L1(|grad F|, max(|grad IR|, |grad Y|)).", min=0.0)
+    w_salient: float = param(0.0, "Weight of the salient-target term: L1(F, IR) on pixels hotter than the image's "
+                                  "mean + salient_k std (soft mask; 0 = off).", min=0.0)
+    salient_k: float = param(1.0, "Thermal saliency threshold in standard deviations above the image mean.")
     max_side: int = param(640, "Images with a longer side are downscaled to this before cropping (0 = keep).", min=0)
     out: str = param("runs/fusion", "Output folder: checkpoints (best/last), CSV log, config copy.")
     resume: str = param("", "Resume from this training-state file (runs/.../last_state.pt).")

@@ -1,7 +1,9 @@
 """Losses: unsupervised fusion loss (stage 1), and task-side terms (RSC, distillation).
 
 Fusion loss (stage 1, no labels): ``w_int * L1(F, max(IR, Y)) + w_grad * L1(|grad F|, max(|grad IR|, |grad Y|))``
-with Sobel L1 gradient magnitudes (:func:`ivif_fusion.ops.sobel_l1`). Defaults 0.2 / 1.0.
+with Sobel L1 gradient magnitudes (:func:`ivif_fusion.ops.sobel_l1`). Defaults 0.2 / 1.0. An optional
+salient-target term ``w_sal * L1_mask(F, IR)`` keeps hot targets at their thermal intensity, where
+the mask is an unsupervised thermal saliency (:func:`thermal_saliency`); off by default.
 """
 
 from __future__ import annotations
@@ -14,22 +16,46 @@ import torch.nn.functional as F
 from .ops import check_shape, sobel_l1, sobel_xy
 
 
+def thermal_saliency(thermal: torch.Tensor, k: float = 1.0, softness: float = 0.05) -> torch.Tensor:
+    """Soft mask (N, 1, H, W) of thermal targets: pixels hotter than their image's mean + ``k`` std.
+
+    Per image, ``sigmoid((IR - (mean + k * std)) / softness)`` with the population std, so the
+    mask is ~1 on regions clearly hotter than the scene (people, engines) and ~0 elsewhere. It
+    stands in for the labelled target masks of TarDAL-style losses, which this data lacks.
+    """
+    check_shape(thermal, 4, "thermal_saliency", 1)
+    mean = thermal.mean(dim=(2, 3), keepdim=True)
+    std = thermal.std(dim=(2, 3), keepdim=True, unbiased=False)
+    return torch.sigmoid((thermal - (mean + k * std)) / softness)
+
+
+def salient_target_loss(fused: torch.Tensor, thermal: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 between F and IR weighted by ``mask`` and normalised by the mask's mass (0 without targets)."""
+    mask = mask.detach()
+    return (mask * (fused - thermal).abs()).sum() / mask.sum().clamp_min(1e-6)
+
+
 def fusion_loss(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor, w_int: float = 0.2,
-                w_grad: float = 1.0) -> torch.Tensor:
-    """Intensity + gradient fusion loss on (N, 1, H, W) tensors in 0..1. Returns a scalar."""
+                w_grad: float = 1.0, w_sal: float = 0.0, sal_k: float = 1.0) -> torch.Tensor:
+    """Intensity + gradient (+ salient-target) fusion loss on (N, 1, H, W) tensors in 0..1. Returns a scalar."""
     for t, n in ((fused, "fused"), (thermal, "ir"), (y, "y")):
         check_shape(t, 4, f"fusion_loss {n}", 1)
     if not (fused.shape == thermal.shape == y.shape):
         raise ValueError(f"fusion_loss: shapes differ {tuple(fused.shape)}, {tuple(thermal.shape)}, {tuple(y.shape)}")
     l_int = F.l1_loss(fused, torch.maximum(thermal, y))
     l_grad = F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(thermal), sobel_l1(y)))
-    return w_int * l_int + w_grad * l_grad
+    loss = w_int * l_int + w_grad * l_grad
+    if w_sal:
+        loss = loss + w_sal * salient_target_loss(fused, thermal, thermal_saliency(thermal, sal_k))
+    return loss
 
 
-def fusion_loss_terms(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The two unweighted terms, for logging."""
+def fusion_loss_terms(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor,
+                      sal_k: float = 1.0) -> dict[str, torch.Tensor]:
+    """The unweighted terms, for logging."""
     return {"intensity": F.l1_loss(fused, torch.maximum(thermal, y)),
-            "gradient": F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(thermal), sobel_l1(y)))}
+            "gradient": F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(thermal), sobel_l1(y))),
+            "salient": salient_target_loss(fused, thermal, thermal_saliency(thermal, sal_k))}
 
 
 # ---------------------------------------------------------------------- RSC: task-side terms

@@ -144,3 +144,38 @@ def test_run_folder_log_and_meta(tmp_path):
     assert (out / "log.csv").read_text().splitlines() == ["step,loss", "1,0.5", "2,0.4"]
     meta = run_meta(cfg, steps=3)
     assert meta["steps"] == 3 and meta["train_config"]["seed"] == 7 and meta["command"].startswith("ivif")
+
+
+def test_thermal_saliency_and_salient_target_loss_by_hand():
+    from ivif_fusion.losses import fusion_loss, salient_target_loss, thermal_saliency
+
+    # thermal [[0, 0], [0, 1]]: mean 0.25, population std sqrt(0.1875) = 0.4330, threshold 0.6830 at k=1
+    thermal = torch.tensor([[[[0.0, 0.0], [0.0, 1.0]]]])
+    mask = thermal_saliency(thermal, k=1.0, softness=1e-4)
+    assert mask.flatten().tolist() == pytest.approx([0.0, 0.0, 0.0, 1.0], abs=1e-6)
+    soft = thermal_saliency(thermal, k=1.0, softness=0.05)
+    # the hot pixel sits (1 - 0.6830) / 0.05 = 6.34 softness units above the threshold
+    assert soft.flatten()[3].item() == pytest.approx(1 / (1 + np.exp(-(1 - 0.25 - np.sqrt(0.1875)) / 0.05)), rel=1e-5)
+    assert soft.flatten()[0].item() == pytest.approx(1 / (1 + np.exp((0.25 + np.sqrt(0.1875)) / 0.05)), rel=1e-4)
+    fused = torch.tensor([[[[0.5, 0.5], [0.5, 0.6]]]], requires_grad=True)
+    loss = salient_target_loss(fused, thermal, mask)
+    assert loss.item() == pytest.approx(0.4, abs=1e-5)  # only the hot pixel counts: |0.6 - 1|
+    loss.backward()
+    assert fused.grad.flatten()[:3].abs().max().item() < 1e-5 and fused.grad.flatten()[3].item() == pytest.approx(-1.0, abs=1e-4)
+    # a scene without anything hotter than mean + 3 std has (almost) no mask and a zero-ish term
+    flat = torch.full((1, 1, 4, 4), 0.3)
+    assert salient_target_loss(flat, flat, thermal_saliency(flat, k=3.0)).item() == 0.0
+    # off by default: the stage-1 loss is unchanged unless w_sal is set
+    f, t, y = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    base = fusion_loss(f, t, y)
+    assert fusion_loss(f, t, y, w_sal=0.0).item() == base.item()
+    extra = salient_target_loss(f, t, thermal_saliency(t, 1.0)).item()
+    assert fusion_loss(f, t, y, w_sal=2.0).item() == pytest.approx(base.item() + 2.0 * extra, rel=1e-6)
+
+
+def test_training_with_the_salient_term_logs_it_and_records_its_weight(tmp_path):
+    p = train(_cfg(tmp_path / "s", w_salient=1.0, epochs=6), progress=False, images=_images())
+    header, *rows = (tmp_path / "s" / "log.csv").read_text().splitlines()
+    assert header.split(",") == ["step", "epoch", "lr", "loss", "intensity", "gradient", "salient", "seconds"]
+    assert rows and all(float(r.split(",")[6]) >= 0 for r in rows)
+    assert checkpoint.load(p)["meta"]["train_config"]["w_salient"] == 1.0
