@@ -346,7 +346,8 @@ def _wait_quiet(client: Client, diags: list, thermal: int, rgb: int, after: floa
 def live(tmp_path_factory, ros_client, random_vfn_ckpt, pairs):  # noqa: ANN001, ANN201
     """Node A: Image/Image, reliable QoS, tasks fusion + fusion_b (+ detection when available).
 
-    It rejects repeated and late stamps (``sync.reject_late``), so the fuzz test can count them.
+    It rejects repeated and late stamps (``sync.reject_late``), so the fuzz test can count them, and
+    subscribes reliably: these tests count frames exactly, the QoS defaults are tested in test_ros_robot.py.
     """
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
@@ -354,7 +355,9 @@ def live(tmp_path_factory, ros_client, random_vfn_ckpt, pairs):  # noqa: ANN001,
 
     tmp = tmp_path_factory.mktemp("node_a")
     tasks, det_skip = _task_networks(tmp, random_vfn_ckpt)
-    node = _start(tmp, random_vfn_ckpt, ros_client, tasks, {"sync.reject_late": "true"})
+    node = _start(tmp, random_vfn_ckpt, ros_client, tasks,
+                  {"sync.reject_late": "true", "ros.thermal.reliability": "reliable",
+                   "ros.visible.reliability": "reliable"})
     qos = _qos(400)
     got: dict[str, list] = {t["name"]: [] for t in tasks}
     dets: list = []
@@ -581,7 +584,9 @@ def test_live_compressed_visible_and_clean_shutdown(tmp_path, ros_client, random
     assert live["node"].proc.returncode == 0, live["node"].log()[-2000:]
     node = _start(tmp_path, random_vfn_ckpt, ros_client, [{"name": "fusion", "kind": "fusion"}],
                      {"ros.visible.transport": "compressed", "ros.fused_encoding": "bgr8",
-                      "ros.thermal.topic": "cam_b/thermal", "ros.visible.topic": "cam_b/rgb"})
+                      "ros.thermal.topic": "cam_b/thermal", "ros.visible.topic": "cam_b/rgb",
+                      # reliable inputs: this test is about the transport, not about loss on a busy machine
+                      "ros.thermal.reliability": "reliable", "ros.visible.reliability": "reliable"})
     try:
         qos = _qos(400)
         got: list = []
