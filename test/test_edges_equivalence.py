@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from ivif_fusion.io import bags
+from ros_fixtures.live import ros_missing
 from ivif_fusion.io.messages import array_to_image_msg, make_header, stamp_ns
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,17 +34,8 @@ PERIOD = 100_000_000
 VISIBLE_OFFSET = 3_000_000
 
 
-def _ros_missing() -> str | None:
-    try:
-        import rclpy  # noqa: F401
-        import sensor_msgs.msg  # noqa: F401
-        import vision_msgs.msg  # noqa: F401
-    except ImportError as e:
-        return f"ROS 2 Python packages not importable ({e}); run scripts/install.sh"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_ros_missing() is not None, reason=str(_ros_missing()))
+MISSING = ros_missing()
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 
 
 # ----------------------------------------------------------------------------- the arrival sequence

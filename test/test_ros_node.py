@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +20,9 @@ import numpy as np
 import pytest
 
 from ivif_fusion.ros.camera_rig import RGB_FRAME, THERMAL_FRAME, MessageFactory, Send, load_pairs, schedule
+from ros_fixtures.live import Client as LiveClient
+from ros_fixtures.live import NodeProcess as LiveNodeProcess
+from ros_fixtures.live import ros_missing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,17 +39,8 @@ NODE = "/fusion_node"
 START_TIMEOUT = 90.0
 
 
-def _ros_available() -> str | None:
-    try:
-        import rclpy  # noqa: F401
-        import sensor_msgs.msg  # noqa: F401
-        import vision_msgs.msg  # noqa: F401
-    except ImportError as e:
-        return f"ROS 2 Python packages not importable ({e}); run scripts/install.sh"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_ros_available() is not None, reason=str(_ros_available()))
+MISSING = ros_missing()
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 
 
 # ----------------------------------------------------------------------------- ROS-free parts
@@ -160,48 +152,9 @@ def test_diagnostics_message_lists_every_reason():
 # ----------------------------------------------------------------------------- live fixtures
 
 
-class Client:
-    """A test-side rclpy node in its own context and domain, spun on a background thread."""
-
-    def __init__(self) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.rclpy = rclpy
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=DOMAIN_ID)
-        self.node = rclpy.create_node("ivif_test_client", context=self.ctx)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-        self.lock = threading.Lock()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - context shut down at teardown
-            pass
-
-    def collect(self, cls: type, topic: str, qos: object, sink: list) -> object:
-        def cb(msg: object) -> None:
-            with self.lock:
-                sink.append((time.perf_counter(), msg))
-        return self.node.create_subscription(cls, topic, cb, qos)
-
-    def wait(self, predicate, timeout: float, what: str) -> None:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2)
-        self.node.destroy_node()
-        self.rclpy.try_shutdown(context=self.ctx)
-        self.thread.join(5)
+def Client() -> LiveClient:  # noqa: N802 - constructs the fixture's class
+    """A test-side rclpy node on this run's DDS domain, spun on a background thread."""
+    return LiveClient(DOMAIN_ID, "ivif_test_client")
 
 
 def _qos(depth: int):  # noqa: ANN202
@@ -210,37 +163,9 @@ def _qos(depth: int):  # noqa: ANN202
     return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
 
 
-class NodeProcess:
-    """``python -m ivif_fusion.ros.fusion_node`` in a subprocess with the loopback DDS environment."""
-
-    def __init__(self, log_path: Path, params: dict) -> None:
-        args = [sys.executable, "-m", "ivif_fusion.ros.fusion_node", "--ros-args"]
-        for k, v in params.items():
-            args += ["-p", f"{k}:={v}"]
-        env = {**os.environ, **ROS_ENV, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGINT, then wait; returns the exit code (kills and fails on a hang)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                self._log.close()
-                raise AssertionError(f"node did not exit within {timeout} s of SIGINT:\n{self.log()[-3000:]}")
-        self._log.close()
-        return self.proc.returncode
+def NodeProcess(log_path: Path, params: dict) -> LiveNodeProcess:  # noqa: N802 - constructs the fixture's class
+    """``python -m ivif_fusion.ros.fusion_node`` with ``params`` as ``-p key:=value``, on this run's DDS domain."""
+    return LiveNodeProcess(log_path, ROS_ENV, [a for k, v in params.items() for a in ("-p", f"{k}:={v}")])
 
 
 def _config_file(tmp: Path, ckpt: Path, tasks: list[dict]) -> Path:

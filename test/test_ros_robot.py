@@ -31,7 +31,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
 
-from ros_fixtures.live import Client, NodeProcess, ros_env  # noqa: E402
+from ros_fixtures.live import Client, NodeProcess, ros_env, ros_missing  # noqa: E402
 from ivif_fusion.ros.camera_rig import MessageFactory, Send, load_pairs, run  # noqa: E402
 
 ENV = ros_env()
@@ -44,17 +44,8 @@ START_TIMEOUT = 90.0
 K = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
 
 
-def _ros_missing() -> str | None:
-    try:
-        import lifecycle_msgs.srv  # noqa: F401
-        import rclpy  # noqa: F401
-        import vision_msgs.msg  # noqa: F401
-    except ImportError as e:
-        return f"ROS 2 Python packages not importable ({e}); run scripts/install.sh"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_ros_missing() is not None, reason=str(_ros_missing()))
+MISSING = ros_missing("lifecycle_msgs.srv")
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 
 
 def _config(tmp: Path, ckpt: Path, **overrides) -> Path:

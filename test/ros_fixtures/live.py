@@ -27,6 +27,18 @@ def ros_env(domain_id: int | None = None) -> dict[str, str]:
             "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
 
 
+def ros_missing(*extra_modules: str) -> str | None:
+    """Why live ROS tests cannot run here (the first module that does not import), or None."""
+    import importlib
+
+    for module in ("rclpy", "sensor_msgs.msg", "vision_msgs.msg", *extra_modules):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            return f"ROS 2 Python packages not importable ({e}); run scripts/install.sh"
+    return None
+
+
 class Client:
     """A test-side rclpy node in its own context on ``domain_id``, spun on a background thread."""
 
