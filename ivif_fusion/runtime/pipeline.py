@@ -166,32 +166,33 @@ class Pipeline:
 
     # ------------------------------------------------------------------ per pair
 
-    def preprocess(self, thermal: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def preprocess(self, thermal: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Checks sizes (optionally resizes RGB to the thermal size) and applies ``max_side``."""
         import cv2
 
         pc = self.cfg.pipeline
         if thermal.ndim != 2:
             raise PairSizeMismatch(f"thermal frame must be (H, W), got {thermal.shape}")
-        if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise PairSizeMismatch(f"RGB frame must be (H, W, 3), got {rgb.shape}")
-        if rgb.shape[:2] != thermal.shape:
+        if visible.ndim != 3 or visible.shape[2] != 3:
+            raise PairSizeMismatch(f"visible frame must be (H, W, 3), got {visible.shape}")
+        if visible.shape[:2] != thermal.shape:
             if not pc.resize_mismatched:
-                raise PairSizeMismatch(f"thermal {thermal.shape[1]}x{thermal.shape[0]} and RGB {rgb.shape[1]}x{rgb.shape[0]} "
-                                       "differ (set pipeline.resize_mismatched to resize RGB to the thermal size)")
-            rgb = cv2.resize(rgb, (thermal.shape[1], thermal.shape[0]), interpolation=cv2.INTER_LINEAR)
-        (thermal, rgb), _ = fit_max_side(pc.max_side, thermal, rgb)
-        return thermal.astype(np.float32, copy=False), rgb.astype(np.float32, copy=False)
+                raise PairSizeMismatch(f"thermal {thermal.shape[1]}x{thermal.shape[0]} and visible "
+                                       f"{visible.shape[1]}x{visible.shape[0]} differ (set pipeline.resize_mismatched "
+                                       "to resize the visible image to the thermal size)")
+            visible = cv2.resize(visible, (thermal.shape[1], thermal.shape[0]), interpolation=cv2.INTER_LINEAR)
+        (thermal, visible), _ = fit_max_side(pc.max_side, thermal, visible)
+        return thermal.astype(np.float32, copy=False), visible.astype(np.float32, copy=False)
 
     def run(self, pair: Pair) -> Result:
         outputs, timings = self.run_arrays(pair.thermal.image, pair.visible.image)
         return Result(pair, outputs, timings)
 
-    def run_arrays(self, thermal: np.ndarray, rgb: np.ndarray) -> tuple[dict[str, TaskOutput], dict[str, float]]:
+    def run_arrays(self, thermal: np.ndarray, visible: np.ndarray) -> tuple[dict[str, TaskOutput], dict[str, float]]:
         """Thermal (H, W) and RGB (H, W, 3) float32 0..1 -> per-task outputs and stage timings (ms)."""
         t_start = time.perf_counter()
-        thermal, rgb = self.preprocess(thermal, rgb)
-        ycc = rgb_to_ycbcr(rgb)
+        thermal, visible = self.preprocess(thermal, visible)
+        ycc = rgb_to_ycbcr(visible)
         y = ycc[..., 0]
         timings = {"preprocess": (time.perf_counter() - t_start) * 1e3}
         ys, bt = self.backend.run(thermal[None, None], y[None, None])
