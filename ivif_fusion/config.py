@@ -211,6 +211,10 @@ class TrainFusionConfig(TrainRunConfig):
     w_salient: float = param(0.0, "Weight of the salient-target term: L1(F, IR) on pixels hotter than the image's "
                                   "mean + salient_k std (soft mask; 0 = off).", min=0.0)
     salient_k: float = param(1.0, "Thermal saliency threshold in standard deviations above the image mean.")
+    w_scd: float = param(0.0, "Weight of the complementarity term 2 - SCD(F): what F adds to each source should "
+                              "correlate with the other source (0 = off).", min=0.0)
+    init: str = param("", "Start from these backbone weights (a vfn.pt checkpoint of the same arch and size; "
+                          "empty: random initialisation). The LR schedule starts afresh: fine-tuning.")
     max_side: int = param(640, "Images with a longer side are downscaled to this before cropping (0 = keep).", min=0)
     out: str = param("runs/fusion", "Output folder: checkpoints (best/last), CSV log, config copy.")
     resume: str = param("", "Resume from this training-state file (runs/.../last_state.pt).")

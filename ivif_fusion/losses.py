@@ -3,7 +3,9 @@
 Fusion loss (stage 1, no labels): ``w_int * L1(F, max(IR, Y)) + w_grad * L1(|grad F|, max(|grad IR|, |grad Y|))``
 with Sobel L1 gradient magnitudes (:func:`ivif_fusion.ops.sobel_l1`). Defaults 0.2 / 1.0. An optional
 salient-target term ``w_sal * L1_mask(F, IR)`` keeps hot targets at their thermal intensity, where
-the mask is an unsupervised thermal saliency (:func:`thermal_saliency`); off by default.
+the mask is an unsupervised thermal saliency (:func:`thermal_saliency`); off by default. An optional
+complementarity term ``w_scd * (2 - SCD(F))`` (:func:`scd_t`) asks that what the fused image adds to
+each source correlate with the other source: the sum of the correlations of differences; off by default.
 """
 
 from __future__ import annotations
@@ -35,8 +37,22 @@ def salient_target_loss(fused: torch.Tensor, thermal: torch.Tensor, mask: torch.
     return (mask * (fused - thermal).abs()).sum() / mask.sum().clamp_min(1e-6)
 
 
+def _corr_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation per image (N,) of two (N, 1, H, W) tensors (0 where either is constant)."""
+    a = a - a.mean(dim=(1, 2, 3), keepdim=True)
+    b = b - b.mean(dim=(1, 2, 3), keepdim=True)
+    num = (a * b).sum(dim=(1, 2, 3))
+    den = torch.sqrt((a * a).sum(dim=(1, 2, 3)) * (b * b).sum(dim=(1, 2, 3)) + 1e-12)
+    return num / den
+
+
+def scd_t(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SCD per image (N,): corr(F - Y, IR) + corr(F - IR, Y), as :func:`ivif_fusion.metrics.fusion.scd`."""
+    return _corr_t(fused - y, thermal) + _corr_t(fused - thermal, y)
+
+
 def fusion_loss(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor, w_int: float = 0.2,
-                w_grad: float = 1.0, w_sal: float = 0.0, sal_k: float = 1.0) -> torch.Tensor:
+                w_grad: float = 1.0, w_sal: float = 0.0, sal_k: float = 1.0, w_scd: float = 0.0) -> torch.Tensor:
     """Intensity + gradient (+ salient-target) fusion loss on (N, 1, H, W) tensors in 0..1. Returns a scalar."""
     for t, n in ((fused, "fused"), (thermal, "ir"), (y, "y")):
         check_shape(t, 4, f"fusion_loss {n}", 1)
@@ -47,15 +63,18 @@ def fusion_loss(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor, w_i
     loss = w_int * l_int + w_grad * l_grad
     if w_sal:
         loss = loss + w_sal * salient_target_loss(fused, thermal, thermal_saliency(thermal, sal_k))
+    if w_scd:
+        loss = loss + w_scd * (2.0 - scd_t(fused, thermal, y)).mean()
     return loss
 
 
 def fusion_loss_terms(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor,
                       sal_k: float = 1.0) -> dict[str, torch.Tensor]:
-    """The unweighted terms, for logging."""
+    """The unweighted terms, for logging (``scd`` is the mean SCD of the batch, higher is better)."""
     return {"intensity": F.l1_loss(fused, torch.maximum(thermal, y)),
             "gradient": F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(thermal), sobel_l1(y))),
-            "salient": salient_target_loss(fused, thermal, thermal_saliency(thermal, sal_k))}
+            "salient": salient_target_loss(fused, thermal, thermal_saliency(thermal, sal_k)),
+            "scd": scd_t(fused, thermal, y).mean()}
 
 
 # ---------------------------------------------------------------------- RSC: task-side terms

@@ -176,6 +176,42 @@ def test_thermal_saliency_and_salient_target_loss_by_hand():
 def test_training_with_the_salient_term_logs_it_and_records_its_weight(tmp_path):
     p = train(_cfg(tmp_path / "s", w_salient=1.0, epochs=6), progress=False, images=_images())
     header, *rows = (tmp_path / "s" / "log.csv").read_text().splitlines()
-    assert header.split(",") == ["step", "epoch", "lr", "loss", "intensity", "gradient", "salient", "seconds"]
+    assert header.split(",") == ["step", "epoch", "lr", "loss", "intensity", "gradient", "salient", "scd", "seconds"]
     assert rows and all(float(r.split(",")[6]) >= 0 for r in rows)
     assert checkpoint.load(p)["meta"]["train_config"]["w_salient"] == 1.0
+
+
+def test_scd_term_by_hand_and_against_the_metric():
+    from ivif_fusion.losses import fusion_loss, scd_t
+    from ivif_fusion.metrics.fusion import scd
+
+    # F = IR + Y: F - Y = IR and F - IR = Y, both correlations are 1
+    thermal = torch.tensor([[[[0.1, 0.2], [0.3, 0.0]]]])
+    y = torch.tensor([[[[0.4, 0.1], [0.0, 0.3]]]])
+    assert scd_t(thermal + y, thermal, y).item() == pytest.approx(2.0, abs=1e-6)
+    # F = Y: F - Y = 0 (constant, correlation 0); F - IR = Y - IR, corr(Y - IR, Y) by hand
+    d, yc = (y - thermal).flatten().numpy(), y.flatten().numpy()
+    d, yc = d - d.mean(), yc - yc.mean()
+    by_hand = float((d * yc).sum() / np.sqrt((d * d).sum() * (yc * yc).sum()))
+    assert scd_t(y, thermal, y).item() == pytest.approx(by_hand, abs=1e-6)
+    # same value as the evaluator-exact metric on a random image triple (0..255 scale is irrelevant)
+    rng = np.random.default_rng(1)
+    a, b, f = (rng.random((16, 20)) for _ in range(3))
+    t = [torch.from_numpy(v)[None, None].float() for v in (f, a, b)]
+    assert scd_t(*t).item() == pytest.approx(scd(a * 255, b * 255, f * 255), rel=1e-4)
+    # the weighted term adds w * (2 - SCD) to the loss
+    base = fusion_loss(t[0], t[1], t[2])
+    assert fusion_loss(t[0], t[1], t[2], w_scd=0.5).item() == pytest.approx(
+        base.item() + 0.5 * (2 - scd_t(*t).item()), rel=1e-5)
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    first = train(_cfg(tmp_path / "a"), progress=False, images=_images())
+    start = checkpoint.load(first, "vfn")["state_dict"]
+    tuned = train(_cfg(tmp_path / "b", init=str(first), lr=0.0, w_scd=1.0), progress=False, images=_images())
+    for k, v in checkpoint.load(tuned, "vfn")["state_dict"].items():  # lr 0: the weights stay the initial ones
+        torch.testing.assert_close(v, start[k], rtol=0, atol=0)
+    fresh = train(_cfg(tmp_path / "c", lr=0.0), progress=False, images=_images())
+    assert any(not torch.equal(v, start[k]) for k, v in checkpoint.load(fresh, "vfn")["state_dict"].items())
+    with pytest.raises(Exception, match="do not match"):
+        train(_cfg(tmp_path / "d", init=str(first), depth=2), progress=False, images=_images())

@@ -75,6 +75,9 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
     ids = ids or [str(i) for i in range(len(images))]
 
     model = build_backbone(cfg.arch, depth=cfg.depth).to(device)
+    if cfg.init and not cfg.resume:
+        start = checkpoint.load(resolve(cfg.init), "vfn")
+        checkpoint.load_state(model, start["state_dict"], cfg.init)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     data = CropDataset(images, cfg.crop, cfg.samples_per_image, cfg.seed)
     world = dist.world_size if dist else 1
@@ -99,7 +102,7 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
     warmup = fusion_warmup(total)
     if rank0:
         prepare_out(cfg)
-        log = CsvLog(log_path, ["step", "epoch", "lr", "loss", "intensity", "gradient", "salient", "seconds"],
+        log = CsvLog(log_path, ["step", "epoch", "lr", "loss", "intensity", "gradient", "salient", "scd", "seconds"],
                      append=bool(cfg.resume and log_path.exists()))
     t0 = time.time()
     bar = tqdm(total=stop, initial=step, desc="train fusion", disable=not (progress and rank0), unit="step")
@@ -118,7 +121,7 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
             for g in opt.param_groups:
                 g["lr"] = lr
             fused = ddp_model(thermal, y)
-            loss = fusion_loss(fused, thermal, y, cfg.w_int, cfg.w_grad, cfg.w_salient, cfg.salient_k)
+            loss = fusion_loss(fused, thermal, y, cfg.w_int, cfg.w_grad, cfg.w_salient, cfg.salient_k, cfg.w_scd)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -128,7 +131,7 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
                     terms = fusion_loss_terms(fused, thermal, y, cfg.salient_k)
                 log.row([step, epoch, f"{lr:.6g}", f"{loss.item():.6f}", f"{terms['intensity'].item():.6f}",
                          f"{terms['gradient'].item():.6f}", f"{terms['salient'].item():.6f}",
-                         f"{time.time() - t0:.1f}"])
+                         f"{terms['scd'].item():.6f}", f"{time.time() - t0:.1f}"])
             if rank0 and step % 100 == 0:  # periodic state so an interrupted run resumes
                 checkpoint.save(out / "last_state.pt", "vfn-train-state", model.cfg.to_dict(), model.state_dict(),
                                 {"train_config": to_dict(cfg)}, optimizer=opt.state_dict(), step=step)
