@@ -283,7 +283,7 @@ def test_mask_overlay_colours_and_statistics():
     classes = ["unlabelled", "person", "car", "bike", "curve"]
     colours = class_colours(classes)
     assert 0 not in colours
-    assert (colours[1], colours[2], colours[3]) == (CLASS_COLOURS["person"], CLASS_COLOURS["car"], CLASS_COLOURS["bike"])
+    assert [colours[1], colours[2], colours[3]] == [CLASS_COLOURS[c] for c in ("person", "car", "bike")]
     assert colours[4] not in CLASS_COLOURS.values() and len({*colours.values()}) == 4
     assert len(set(class_colours(list(MSRS_SEG_CLASSES)).values())) == len(MSRS_SEG_CLASSES) - 1  # all distinct
     img = np.full((2, 3, 3), 100, np.uint8)
