@@ -74,7 +74,8 @@ def _frames(width: int, height: int, notes: list[str], count: int = 8) -> list:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from ivif_fusion.bench import machine_info, stats
+    from ivif_fusion.bench import machine_info
+    from ivif_fusion.metrics.latency import latency_summary
     from ivif_fusion.models.vfn import VFN
     from ivif_fusion.models.vifa import build_student, head_parameters, load_vifa_model, save_vifa
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                     for k, v in stage_t.items():
                         stages.setdefault(k, []).append(v)
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    res = {k: stats(v) for k, v in samples.items()}
+    res = {k: latency_summary(v) for k, v in samples.items()}
     med = {k: v["median"] for k, v in res.items()}
     summary = {
         "shared3_over_shared1": med["shared/3"] / med["shared/1"],
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "head_percent_of_backbone": 100.0 * head_p / bb_p,
     }
     out = {"machine": info, "size": [640, 480], "threads": args.threads, "frames": args.frames,
-           "tasks": tasks, "configs_ms": res, "shared3_stages_ms": {k: stats(v) for k, v in stages.items()},
+           "tasks": tasks, "configs_ms": res, "shared3_stages_ms": {k: latency_summary(v) for k, v in stages.items()},
            "summary": summary, "notes": notes}
     Path(args.out + ".json").write_text(json.dumps(out, indent=1))
     lines = ["# VIFA sharing benchmark (Pipeline, torch, 640x480, "

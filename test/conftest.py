@@ -49,6 +49,14 @@ def random_vfn_ckpt(tmp_path_factory) -> Path:  # noqa: ANN001
 
 
 @pytest.fixture(scope="session")
+def random_segmenter_ckpt(tmp_path_factory) -> Path:  # noqa: ANN001
+    """A randomly initialised (seed 0) segmenter checkpoint with the MSRS segmentation classes, for plumbing tests."""
+    from ivif_fusion.tasks.segmentation import SegmenterConfig, SmallSegmenter
+
+    return SmallSegmenter(SegmenterConfig(), seed=0).save(tmp_path_factory.mktemp("ckpt") / "seg_random.pt")
+
+
+@pytest.fixture(scope="session")
 def shipped_vfn() -> Path:
     path = ROOT / "models" / "vfn_msrs.pt"
     if not path.is_file():

@@ -219,6 +219,89 @@ def test_undecodable_message_is_an_accounted_drop(tmp_path, random_vfn_ckpt):
     assert s2.accounting == s.accounting
 
 
+# ----------------------------------------------------------------------------- segmentation masks
+
+
+def test_cli_replay_with_segmentation_writes_counts_and_reports_masks(pairs_dir, tmp_path, random_vfn_ckpt,
+                                                                      random_segmenter_ckpt, capsys):
+    """`ivif replay` with fusion + segmentation: one mono8 mask per fused pair in the bag, with the thermal
+    header; the summary counts them and its per-class pixel fractions equal those of the bag's masks."""
+    import json
+
+    from ivif_fusion.config import dump_yaml
+    from ivif_fusion.io.messages import image_msg_to_array
+    from ivif_fusion.tasks.segmentation import MSRS_SEG_CLASSES
+
+    made = fault_bag.make_bag(pairs_dir, tmp_path / "b", fault_bag.MakeBagOptions(storage="mcap", seed=4, drop=0.2),
+                              progress=False)
+    side = fault_bag.load_sidecar(made.sidecar)
+    cfg = runtime_defaults({"pipeline.backbone_weights": str(random_vfn_ckpt), "pipeline.threads": 1,
+                            "pipeline.tasks": [{"name": "fusion", "kind": "fusion"},
+                                               {"name": "seg", "kind": "segmentation",
+                                                "weights": str(random_segmenter_ckpt)}],
+                            "replay.metrics_pairs": 0, "replay.sample_frames": 2})
+    (tmp_path / "seg.yaml").write_text(dump_yaml(cfg) + "\n")
+    rc, out, err = _cli(["replay", str(made.bag), "--config", str(tmp_path / "seg.yaml"), "--out",
+                         str(tmp_path / "o"), "--no-progress"], capsys)
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    fused = summary["pairs_fused"]
+    assert fused == N - 1 - len(_affected(side)) and fused > 5
+
+    msgs = bags.read_all(tmp_path / "o" / "bag")
+    masks = [m.msg for m in msgs if m.topic == "/ivif/mask/seg"]
+    images = [m.msg for m in msgs if m.topic == "/ivif/fused/seg"]
+    assert len(masks) == len(images) == fused == summary["output_counts"]["/ivif/mask/seg"]
+    want = [side["frames"][i]["thermal_stamp_ns"] for i in range(N - 1) if i not in _affected(side)]
+    assert [stamp_ns(m.header) for m in masks] == [stamp_ns(m.header) for m in images] == want
+    assert {m.header.frame_id for m in masks} == {"thermal_optical_frame"}
+    arrays = [image_msg_to_array(m)[0] for m in masks]
+    assert all(m.encoding == "mono8" and a.shape == (H, W) and a.dtype == np.uint8 for m, a in zip(masks, arrays))
+    pixels = np.bincount(np.concatenate([a.ravel() for a in arrays]), minlength=len(MSRS_SEG_CLASSES))
+    assert pixels.size == len(MSRS_SEG_CLASSES)  # only the network's class ids
+
+    seg = summary["segmentation"]["seg"]
+    assert (seg["masks"], seg["pixels"], seg["classes"]) == (fused, fused * W * H, list(MSRS_SEG_CLASSES))
+    assert seg["pixel_fraction"] == pytest.approx({c: pixels[k] / pixels.sum() for k, c in enumerate(MSRS_SEG_CLASSES)})
+    assert "segmentation 'seg': " + f"{fused} mask(s)" in out
+
+    md = (tmp_path / "o" / "report.md").read_text()
+    section = md.split("## Segmentation", 1)[1].split("\n## ", 1)[0]
+    top = max(seg["pixel_fraction"], key=seg["pixel_fraction"].get)
+    assert f"| seg | {fused} | {fused * W * H} |" in section and f"{top} {seg['pixel_fraction'][top]:.3f}" in section
+    assert "figures/segmentation.png" in section
+    assert (tmp_path / "o" / "figures" / "segmentation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<img src='figures/segmentation.png'" in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_mask_overlay_colours_and_statistics():
+    """Hand-computed blend: car/person/bike keep their colours at any id, background stays as it was."""
+    from ivif_fusion.replay.evidence import mask_statistics
+    from ivif_fusion.report.figures import CLASS_COLOURS, class_colours, overlay_mask
+    from ivif_fusion.tasks.segmentation import MSRS_SEG_CLASSES
+
+    classes = ["unlabelled", "person", "car", "bike", "curve"]
+    colours = class_colours(classes)
+    assert 0 not in colours
+    assert [colours[1], colours[2], colours[3]] == [CLASS_COLOURS[c] for c in ("person", "car", "bike")]
+    assert colours[4] not in CLASS_COLOURS.values() and len({*colours.values()}) == 4
+    assert len(set(class_colours(list(MSRS_SEG_CLASSES)).values())) == len(MSRS_SEG_CLASSES) - 1  # all distinct
+    img = np.full((2, 3, 3), 100, np.uint8)
+    mask = np.array([[0, 1, 2], [3, 4, 0]], np.uint8)
+    out = overlay_mask(img, mask, colours, alpha=0.5)
+    assert out[0, 0].tolist() == [100, 100, 100] and out[1, 2].tolist() == [100, 100, 100]
+    assert out[0, 2].tolist() == [50, 107, 139]     # car (0, 114, 178): (100 + c) / 2, rounded half to even
+    assert out[0, 1].tolist() == [156, 97, 50]      # person (213, 94, 0)
+    with pytest.raises(ValueError, match="does not match"):
+        overlay_mask(img, mask[:1], colours)
+
+    pixels = np.bincount(np.array([0, 0, 1, 2, 2, 2, 7], np.uint8), minlength=256)
+    stats = mask_statistics(pixels, 1, classes)
+    assert stats["pixels"] == 7 and stats["masks"] == 1
+    assert stats["pixel_fraction"] == pytest.approx({"unlabelled": 2 / 7, "person": 1 / 7, "car": 3 / 7, "bike": 0.0,
+                                                     "curve": 0.0, "id 7": 1 / 7})
+
+
 # ----------------------------------------------------------------------------- CLI: one ERROR line, no traceback
 
 

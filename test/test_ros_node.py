@@ -180,26 +180,38 @@ def _config_file(tmp: Path, ckpt: Path, tasks: list[dict]) -> Path:
     return path
 
 
-def _task_networks(tmp: Path, ckpt: Path) -> tuple[list[dict], str]:
-    """Tasks for the live node: two fusion tasks, plus detection and segmentation (random-init networks:
-    the test checks the message path, not the model) when the pipeline can run them here."""
+def _task_networks(tmp: Path, ckpt: Path) -> tuple[list[dict], str, str]:
+    """Tasks for the live node: two fusion tasks, plus detection and segmentation (random-init networks saved
+    here: the tests check the message path, not the model), each when the pipeline can run it here.
+
+    Returns the tasks and, per task network, why it cannot run ('' when it can)."""
+    from ivif_fusion.config import runtime_defaults
+    from ivif_fusion.runtime.pipeline import Pipeline
+
+    def runnable(task: dict) -> str:
+        try:
+            cfg = runtime_defaults({"pipeline.tasks": [task], "pipeline.backbone_weights": str(ckpt)})
+            Pipeline.from_config(cfg).run_arrays(np.zeros((H, W), np.float32), np.zeros((H, W, 3), np.float32))
+            return ""
+        except Exception as e:  # noqa: BLE001 - reported as a skip reason of the task's test
+            return f"{type(e).__name__}: {e}"
+
     tasks = [{"name": "fusion", "kind": "fusion"}, {"name": "fusion_b", "kind": "fusion"}]
     try:
-        from ivif_fusion.config import runtime_defaults
-        from ivif_fusion.runtime.pipeline import Pipeline
         from ivif_fusion.tasks.detection import DetectorConfig, YoloDetector
-        from ivif_fusion.tasks.segmentation import SegmenterConfig, SmallSegmenter
 
         det_ckpt = YoloDetector(DetectorConfig()).save(tmp / "yolo_random.pt")
         det = {"name": "detection", "kind": "detection", "weights": str(det_ckpt), "image_size": 160,
                "score_threshold": 0.0}
-        seg_ckpt = SmallSegmenter(SegmenterConfig()).save(tmp / "seg_random.pt")
-        seg = {"name": "segmentation", "kind": "segmentation", "weights": str(seg_ckpt)}
-        cfg = runtime_defaults({"pipeline.tasks": [det, seg], "pipeline.backbone_weights": str(ckpt)})
-        Pipeline.from_config(cfg).run_arrays(np.zeros((H, W), np.float32), np.zeros((H, W, 3), np.float32))
-        return [*tasks, det, seg], ""
-    except Exception as e:  # noqa: BLE001 - reported as a skip reason of the detection test
-        return tasks, f"{type(e).__name__}: {e}"
+        det_skip = runnable(det)
+    except Exception as e:  # noqa: BLE001 - e.g. ultralytics missing
+        det_skip = f"{type(e).__name__}: {e}"
+    from ivif_fusion.tasks.segmentation import SegmenterConfig, SmallSegmenter
+
+    seg_ckpt = SmallSegmenter(SegmenterConfig(), seed=0).save(tmp / "seg_random.pt")
+    seg = {"name": "segmentation", "kind": "segmentation", "weights": str(seg_ckpt)}
+    seg_skip = runnable(seg)
+    return [*tasks, *([det] if not det_skip else []), *([seg] if not seg_skip else [])], det_skip, seg_skip
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +291,7 @@ def live(tmp_path_factory, ros_client, random_vfn_ckpt, pairs):  # noqa: ANN001,
     from vision_msgs.msg import Detection2DArray
 
     tmp = tmp_path_factory.mktemp("node_a")
-    tasks, det_skip = _task_networks(tmp, random_vfn_ckpt)
+    tasks, det_skip, seg_skip = _task_networks(tmp, random_vfn_ckpt)
     node = _start(tmp, random_vfn_ckpt, ros_client, tasks,
                   {"sync.reject_late": "true", "ros.thermal.reliability": "reliable",
                    "ros.visible.reliability": "reliable"})
@@ -292,12 +304,14 @@ def live(tmp_path_factory, ros_client, random_vfn_ckpt, pairs):  # noqa: ANN001,
     masks: list = []
     if not det_skip:
         subs.append(ros_client.collect(Detection2DArray, f"{NODE}/detections/detection", qos, dets))
+    if not seg_skip:
         subs.append(ros_client.collect(Image, f"{NODE}/mask/segmentation", qos, masks))
     pubs = {"thermal": ros_client.node.create_publisher(Image, "thermal/image_raw", qos),
             "visible": ros_client.node.create_publisher(Image, "rgb/image_raw", qos)}
     ros_client.wait(lambda: all(p.get_subscription_count() > 0 for p in pubs.values())
                     and all(s.get_publisher_count() > 0 for s in subs), 30, "publishers/subscribers to match")
-    state = {"node": node, "tasks": tasks, "det_skip": det_skip, "got": got, "dets": dets, "masks": masks,
+    state = {"node": node, "tasks": tasks, "det_skip": det_skip, "seg_skip": seg_skip, "got": got, "dets": dets,
+             "masks": masks,
              "diags": diags,
              "pubs": pubs, "factory": MessageFactory(pairs, visible_compressed=False), "tmp": tmp}
     yield state
@@ -396,22 +410,45 @@ def test_live_detections(live, ros_client):  # noqa: ANN001
             assert 0 <= d.bbox.center.position.x <= W and 0 <= d.bbox.center.position.y <= H
 
 
-def test_live_masks(live, ros_client):  # noqa: ANN001
-    """mono8 class-id mask per fused image of the segmentation task, input header copied."""
-    if live["det_skip"]:
-        pytest.skip(f"pipeline cannot run task networks here yet: {live['det_skip']}")
+def test_live_masks(live, ros_client, pairs):  # noqa: ANN001
+    """Segmentation task: for each processed pair a mono8 mask with the thermal input's header, the input size,
+    only the network's class ids, and equal to the segmenter's prediction on the fused image of that stamp."""
+    if live["seg_skip"]:
+        pytest.skip(f"pipeline cannot run a segmentation task here: {live['seg_skip']}")
     from ivif_fusion.io.messages import image_msg_to_array, stamp_ns
-    from ivif_fusion.tasks.segmentation import SegmenterConfig
+    from ivif_fusion.ros.camera_rig import T0_NS
+    from ivif_fusion.tasks.segmentation import SmallSegmenter
 
-    fused = {stamp_ns(m.header) for _, m in live["got"]["segmentation"]}
-    masks = live["masks"]
-    assert fused and len(masks) == len(fused)
-    n_classes = len(SegmenterConfig().classes)
-    for _, m in masks:
-        assert stamp_ns(m.header) in fused and m.header.frame_id == THERMAL_FRAME
-        assert m.encoding == "mono8" and (m.height, m.width) == (H, W)
-        arr, _enc = image_msg_to_array(m)
-        assert arr.shape == (H, W) and arr.dtype == np.uint8 and int(arr.max()) < n_classes
+    diags = live["diags"]
+    ros_client.wait(lambda: _latest_diag(diags) is not None, 10, "diagnostics")
+    base = _latest_diag(diags)
+    # Four pairs (thermal and RGB with the same stamp), newer than the earlier tests' and 0.4 s apart.
+    t0 = T0_NS + 100 * 10**9
+    sends = [Send(0.4 * k, stream, t0 + k * 10**8, k) for k in range(4) for stream in ("thermal", "visible")]
+    sent = {s.stamp_ns for s in sends}
+    t_start = time.perf_counter()
+    _send(ros_client, live["pubs"], live["factory"], sends)
+    kv = _wait_quiet(ros_client, diags, int(base["thermal.received"]) + 4, int(base["visible.received"]) + 4, t_start)
+    processed = int(kv["pairs.processed"]) - int(base["pairs.processed"])
+    assert processed >= 1, kv  # latest-pair-wins may supersede some on a busy machine, never all
+
+    def new(msgs: list) -> dict:
+        return {stamp_ns(m.header): m for _, m in list(msgs) if stamp_ns(m.header) in sent}
+
+    ros_client.wait(lambda: len(new(live["masks"])) == len(new(live["got"]["segmentation"])) == processed, 10,
+                    f"{processed} fused images and masks of the segmentation task")
+    masks, fused = new(live["masks"]), new(live["got"]["segmentation"])
+    assert set(masks) == set(fused) <= sent
+    segmenter = SmallSegmenter.from_checkpoint(next(t["weights"] for t in live["tasks"] if t["name"] == "segmentation"))
+    n_classes = len(segmenter.classes)
+    for stamp, m in masks.items():
+        assert stamp_ns(m.header) == stamp and m.header.frame_id == THERMAL_FRAME
+        assert (m.encoding, m.height, m.width, m.step) == ("mono8", H, W, W)
+        mask, _enc = image_msg_to_array(m)
+        assert mask.shape == pairs[0][0].shape and mask.dtype == np.uint8 and int(mask.max()) < n_classes
+        image, _enc = image_msg_to_array(fused[stamp])
+        # the node's mask is the segmenter's output for this very fused image (float order may flip a rare tie)
+        assert (segmenter.predict(image)[0] == mask).mean() > 0.99
 
 
 def _bad_image(kind: str, stamp: int, rng: np.random.Generator):  # noqa: ANN202

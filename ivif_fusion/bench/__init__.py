@@ -45,7 +45,7 @@ from ..metrics.latency import latency_summary
 from .report import load_note, summarize, to_markdown
 from .variants import build_variants, ort_runner, variant_info
 
-__all__ = ["BenchOptions", "load_note", "machine_info", "run", "stats"]
+__all__ = ["BenchOptions", "load_note", "machine_info", "run"]
 
 log = logging.getLogger("ivif_fusion.bench")
 
@@ -93,8 +93,6 @@ def machine_info() -> dict:
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
 
-
-stats = latency_summary  # the name benchmark scripts import
 
 
 def _frames(opts: BenchOptions) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -267,8 +265,10 @@ def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Call
                 "of_medians": float(np.median(samples[num]) / np.median(samples[den])),
                 "p90_of_per_frame": float(np.percentile(samples[per_frame], 90))}
 
-    return {"torch_backbone_ms": stats(samples["torch"]), "ort_backbone_ms": stats(samples["ort"]),
-            "torch_head_ms": stats(samples["head"]), "ort_seafusion_twin_ms": stats(samples["twin"]),
+    return {"torch_backbone_ms": latency_summary(samples["torch"]),
+            "ort_backbone_ms": latency_summary(samples["ort"]),
+            "torch_head_ms": latency_summary(samples["head"]),
+            "ort_seafusion_twin_ms": latency_summary(samples["twin"]),
             "ratio_ort_over_torch": ratio("ort/torch", "ort", "torch"),
             "ratio_backbone_over_seafusion_twin": ratio("ort/twin", "ort", "twin"),
             "seafusion_twin": {"parameters": sum(p.numel() for p in twin.parameters()),
@@ -276,7 +276,7 @@ def bench_fusion(opts: BenchOptions, frames: list, workdir: Path, progress: Call
                                "gflop_per_frame": 2 * MAC_PER_PIXEL * opts.width * opts.height / 1e9,
                                "weights": "random (seeded)", "parity_max_abs_diff": twin_parity},
             "backbone": variant_info(backbone, opts.width, opts.height),
-            "variants": {spec: {**v, "ort_ms": stats(samples[spec]), "ratio_over_seafusion_twin":
+            "variants": {spec: {**v, "ort_ms": latency_summary(samples[spec]), "ratio_over_seafusion_twin":
                                 ratio(f"{spec}/twin", spec, "twin")} for spec, v in variants.items()},
             "loadavg": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
             "parity_max_abs_diff": res.parity, "ort_graph_optimization": "ORT_ENABLE_ALL (NCHWc, fusions), onnxslim"}
@@ -311,7 +311,7 @@ def bench_pipeline(opts: BenchOptions, frames: list, workdir: Path, progress: Ca
     out = {}
     for c in configs:
         out[c.name] = {"backend": c.backend, "design": c.design, "tasks": c.tasks,
-                       "stages_ms": {k: stats(v) for k, v in c.samples.items()}}
+                       "stages_ms": {k: latency_summary(v) for k, v in c.samples.items()}}
     return out
 
 
@@ -345,7 +345,7 @@ def bench_task_networks(opts: BenchOptions, frames: list, progress: Callable[[st
         progress(f"task networks {i + 1}/{n}")
     info = {name: {"network": type(net).__name__, "input_size": getattr(getattr(net, "cfg", None), "imgsz", None)}
             for name, net in nets.items()}
-    return {"task_ms": {f"task:{k}": stats(v) for k, v in samples.items()}, "networks": info,
+    return {"task_ms": {f"task:{k}": latency_summary(v) for k, v in samples.items()}, "networks": info,
             "fusion_task_network": "none (the 'fusion' task publishes the fused image only)"}
 
 

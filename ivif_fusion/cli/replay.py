@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     received = sum(a["received"] for a in acc.values())
     print(f"replayed {received} frame(s): {summary.pairs_fused} pair(s) fused with backend '{summary.backend}', "
           f"{dropped} frame(s) dropped (by reason in the report), {summary.throughput_pairs_s:.2f} pairs/s")
+    for task, seg in summary.segmentation.items():
+        shares = ", ".join(f"{c} {v:.3f}" for c, v in seg["pixel_fraction"].items() if v > 0) or "no pixels"
+        print(f"segmentation '{task}': {seg['masks']} mask(s); pixel fraction per class: {shares}")
     errors = sum(a["dropped"].get("pipeline_error", 0) for a in acc.values()) // 2
     if errors:
         first = next(d["detail"] for d in summary.drops if d["reason"] == "pipeline_error")

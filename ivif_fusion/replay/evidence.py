@@ -1,7 +1,9 @@
-"""Report material gathered while replaying: sample images, fusion metrics and detection mAP.
+"""Report material gathered while replaying: sample images, fusion metrics, detection mAP and mask statistics.
 
 Which pairs are kept is decided up front from the expected number of pairs (spread evenly);
 ground-truth boxes come from a make-bag sidecar and are scaled to the processed image size.
+Segmentation tasks are summarised over every fused pair: how many masks, and the fraction of
+their pixels per class id.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ class Evidence:
         self.preds: dict[str, dict[int, list[Detection]]] = {p.cfg.name: {} for p in pipe.plans
                                                               if p.cfg.kind == "detection"}
         self.gts: dict[int, list] = {}
+        self.seg_classes = {p.cfg.name: segmentation_classes(p) for p in pipe.plans if p.cfg.kind == "segmentation"}
+        self.seg_pixels = {name: np.zeros(256, np.int64) for name in self.seg_classes}  # pixels per class id
+        self.seg_masks = dict.fromkeys(self.seg_classes, 0)
         self.last: tuple[Pair, Result, int, list | None] | None = None  # a sample when fewer pairs came
 
     def add(self, index: int, result: Result, ref_stamp_ns: int) -> None:
@@ -81,6 +86,7 @@ class Evidence:
         pair = result.pair
         gt = self._ground_truth(index, result)
         self.last = (pair, result, ref_stamp_ns, gt)
+        self._count_masks(result)
         if index in self.sample_at or index in self.metric_at:
             ir8, rgb8 = self._inputs_uint8(pair)
             if index in self.metric_at:
@@ -101,6 +107,8 @@ class Evidence:
         summary.samples = self.samples
         self._fusion_metrics(summary)
         self._detection_map(summary)
+        for name, classes in self.seg_classes.items():
+            summary.segmentation[name] = mask_statistics(self.seg_pixels[name], self.seg_masks[name], classes)
 
     # ------------------------------------------------------------------ internals
 
@@ -122,6 +130,13 @@ class Evidence:
         for name in self.preds:
             self.preds[name][index] = result.outputs[name].detections or []
         return gt
+
+    def _count_masks(self, result: Result) -> None:
+        for name in self.seg_classes:
+            mask = result.outputs[name].mask
+            if mask is not None:
+                self.seg_masks[name] += 1
+                self.seg_pixels[name] += np.bincount(np.asarray(mask, np.uint8).ravel(), minlength=256)
 
     def _fusion_metrics(self, summary: ReplaySummary) -> None:
         if not self.metric_data:
@@ -153,6 +168,21 @@ class Evidence:
             summary.detection_map[name] = res
 
 
+def segmentation_classes(plan: Any) -> list[str]:
+    """Class names of a segmentation task: its configured ones, else its network's."""
+    return list(plan.cfg.classes) or list(getattr(plan.network, "classes", None) or [])
+
+
+def mask_statistics(pixels: np.ndarray, masks: int, classes: list[str]) -> dict:
+    """Masks counted and the fraction of their pixels per class (``id N`` for an id outside ``classes``)."""
+    total = int(pixels.sum())
+    fraction = {name: float(pixels[k]) / total if total else 0.0 for k, name in enumerate(classes)}
+    fraction.update({f"id {k}": float(pixels[k]) / total for k in np.flatnonzero(pixels)
+                     if k >= len(classes)})
+    return {"masks": masks, "pixels": total, "classes": list(classes), "pixel_fraction": fraction}
+
+
 def _sample(stamp: int, ir8: np.ndarray, rgb8: np.ndarray, result: Result, gt: list | None) -> Sample:
     return Sample(stamp, ir8, rgb8, {k: o.fused_rgb for k, o in result.outputs.items()},
-                  {k: o.detections for k, o in result.outputs.items()}, gt)
+                  {k: o.detections for k, o in result.outputs.items()}, gt,
+                  {k: o.mask for k, o in result.outputs.items() if o.mask is not None})

@@ -21,6 +21,7 @@ class Sample:
     fused: dict[str, np.ndarray]
     detections: dict[str, list[Detection] | None]
     gt: list[list[float]] | None = None
+    masks: dict[str, np.ndarray] = field(default_factory=dict)  # segmentation task -> (H, W) uint8 class ids
 
 
 @dataclass
@@ -50,6 +51,7 @@ class ReplaySummary:
     fusion_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     metrics_pairs: int = 0
     detection_map: dict[str, dict] = field(default_factory=dict)
+    segmentation: dict[str, dict] = field(default_factory=dict)  # task -> masks, pixels, classes, pixel_fraction
     sidecar: str | None = None
     injected: dict | None = None
     expected: dict | None = None

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ..config import to_dict
-from .figures import accounting_figure, latency_figure, samples_figure
+from .figures import accounting_figure, latency_figure, samples_figure, segmentation_figure
 
 REASON_ORDER = ("no_partner", "queue_overflow", "superseded", "out_of_order", "duplicate", "decode_error",
                 "unsupported_encoding", "non_finite", "size_mismatch", "pipeline_error", "unflushed")
@@ -158,9 +158,7 @@ def build_blocks(s: Any, figs: dict[str, str]) -> list[Block]:  # noqa: C901 - o
             b.append(Block("p", "No ground-truth boxes for this bag (make it with `ivif make-bag --labels DIR`), "
                                 "so no mAP."))
     if any(t["kind"] == "segmentation" for t in s.tasks):
-        b.append(Block("h2", "Segmentation"))
-        b.append(Block("p", "No segmentation ground truth is carried by replay bags, so no mIoU here "
-                            "(use `ivif eval` on a labelled folder)."))
+        b += segmentation_blocks(s, figs)
 
     # ------------------------------------------------------------ samples
     if "samples" in figs:
@@ -181,6 +179,26 @@ def build_blocks(s: Any, figs: dict[str, str]) -> list[Block]:  # noqa: C901 - o
     b.append(Block("code", yaml.safe_dump(to_dict(s.config), sort_keys=False)))
     b.append(Block("h2", "Versions"))
     b.append(Block("table", (["package", "version"], [[k, v] for k, v in s.versions.items()])))
+    return b
+
+
+def segmentation_blocks(s: Any, figs: dict[str, str]) -> list[Block]:
+    """Masks per segmentation task, the fraction of mask pixels per class, the overlay figure."""
+    b = [Block("h2", "Segmentation")]
+    if s.segmentation:
+        b.append(Block("p", "Class-id masks of every fused pair (the `mask` topics of the output bag); the pixel "
+                            "fraction of a class is its share of all mask pixels of the task."))
+        rows = []
+        for t, r in s.segmentation.items():
+            fractions = ", ".join(f"{c} {_fmt(v, 3) if v >= 0.001 else '<0.001'}"
+                                  for c, v in r["pixel_fraction"].items() if v > 0)
+            rows.append([t, r["masks"], r["pixels"], fractions or "n/a"])
+        b.append(Block("table", (["task", "masks", "pixels", "pixel fraction per class (classes present)"], rows)))
+    if "segmentation" in figs:
+        b.append(Block("p", "Masks of the sample pairs over each task's fused image; background is left uncoloured."))
+        b.append(Block("img", (figs["segmentation"], "segmentation masks over the fused images")))
+    b.append(Block("p", "No segmentation ground truth is carried by replay bags, so no mIoU here "
+                        "(use `ivif eval` on a labelled folder)."))
     return b
 
 
@@ -263,6 +281,9 @@ def write_report(summary: Any, out_dir: str | Path | None = None) -> dict[str, P
         figs["latency"] = "figures/latency.png"
     if summary.samples and samples_figure(summary.samples, [t["name"] for t in summary.tasks], figdir / "samples.png"):
         figs["samples"] = "figures/samples.png"
+    seg_classes = {t: r["classes"] for t, r in summary.segmentation.items()}
+    if summary.samples and segmentation_figure(summary.samples, seg_classes, figdir / "segmentation.png"):
+        figs["segmentation"] = "figures/segmentation.png"
     blocks = build_blocks(summary, figs)
     paths = {"markdown": out / "report.md", "html": out / "report.html", "json": out / "summary.json"}
     paths["markdown"].write_text(render_markdown(blocks))
