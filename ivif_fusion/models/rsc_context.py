@@ -1,0 +1,149 @@
+"""Context RSC: task-customization of the vfn2 backbone's wide low-resolution context map.
+
+Why here: vfn2 mixes thermal and visible at its input, so it has no per-modality encoder
+features (what RSC customizes in vfn). Its task-independent work ends in the context map
+``z`` (``channels`` = 96 maps at 1/``stride`` = 1/4 resolution, after the residual blocks,
+before ``up`` and the pixel shuffle): it holds almost all of the backbone's capacity and
+receptive field, everything downstream of it (``up``, shuffle, decoder, head) is a short tail,
+and at 1/16 of the pixels a customization there costs 16x less per channel than at full
+resolution. ``VFN2.encode_context`` runs once per pair (z and the detail maps); per task the
+RSC customizes z and ``VFN2.decode_context`` + the generic head make that task's fused Y
+(:class:`ContextCustomizedFusion`).
+
+Structure (the RSC ingredients of :mod:`.rsc`, made cheap at C = 96):
+
+- **Shared basis bank**: ``B`` pointwise (1x1) bases of shape (C, C), initialised orthogonal
+  (the B flattened matrices orthonormal, scaled to a 1/sqrt(C) element magnitude). A full 3x3
+  C x C bank would be 16 x 83 k parameters and 83 k MACs per low-resolution pixel and branch.
+- **Branches**: one per prototype ``(k, d)``, default (1,1), (3,1), (3,2), (3,3): a learned
+  static depthwise k x k conv with dilation d (the spatial prototype), LeakyReLU, then the
+  branch's dynamic pointwise mix. So each branch is a depthwise-separable conv whose channel
+  mixing is selected per sample; all branches share the bank.
+- **Selection**: as in RSC, one interaction block turns the task code (embedding + projected
+  task descriptor) and the image descriptor (mean and max of z over space) into one query per
+  branch; softmax (or straight-through top-k) over the bank's keys; Gumbel noise in training only.
+- **Dynamic conv as a batched matrix product**: the per-sample mixing matrix (N, C, M C) applied
+  to the concatenated branch outputs (N, M C, h w): one MatMul with a dynamic batch, which ONNX
+  exports with N, H, W dynamic (vfn's RSC instead folds the batch into conv groups, which fixes
+  the batch at trace time).
+- **Output**: ``z' = z + gamma * sum_m P_m act(D_m z) / M`` with a per-channel ``gamma`` at
+  zero, so an untrained context RSC reproduces vfn2 exactly.
+
+Cost per task at 640x480 (19 200 low-resolution pixels): M (9 C + C^2) MACs per pixel, about
+0.7 GMAC against vfn2's 30 GMAC; the tail after z (``up``: 3x3, 96 -> 256 channels, and the
+full-resolution decoder) is the larger per-task cost (``benchmarks/rsc_cost.md``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..ops import check_shape
+from .rsc_core import (CustomizedBackbone, InteractionBlock, RSCConfig, RSCError, TaskCoded, check_tasks,
+                       image_descriptor, select_bases, task_dims)
+from .vfn2 import ARCH, VFN2, VFN2Config
+
+
+class ContextRSC(TaskCoded):
+    """Task-customization module for vfn2's context map z (see module docstring).
+
+    Args:
+        vfn2_cfg: the backbone's :class:`VFN2Config` (or its dict); ``channels`` sets the width.
+        tasks, descriptor_dim, **kwargs: as for :class:`~ivif_fusion.models.rsc.RSC`.
+    """
+
+    def __init__(self, vfn2_cfg: VFN2Config | dict | None = None, tasks: list[str] | tuple = ("detection",),
+                 descriptor_dim: int | dict | None = None, **kwargs) -> None:
+        super().__init__()
+        if isinstance(vfn2_cfg, dict):
+            vfn2_cfg = VFN2Config.from_dict(vfn2_cfg)
+        vfn2_cfg = vfn2_cfg or VFN2Config()
+        if kwargs.pop("arch", ARCH) != ARCH or not isinstance(vfn2_cfg, VFN2Config):
+            raise RSCError(f"context RSC customizes the vfn2 backbone, got {vfn2_cfg!r}")
+        tasks = tuple(tasks)
+        check_tasks(tasks)
+        self.cfg = RSCConfig(width=vfn2_cfg.channels, tasks=tasks, descriptor_dims=task_dims(tasks, descriptor_dim),
+                             arch=ARCH, **kwargs)
+        c, cfg = self.cfg.width, self.cfg
+        for k, d in cfg.prototypes:
+            if k < 1 or k % 2 == 0 or d < 1:
+                raise RSCError(f"RSC prototypes are (odd kernel size, dilation >= 1), got {(k, d)}")
+        m, b = len(cfg.prototypes), cfg.num_bases
+        bank = torch.empty(b, c * c)
+        nn.init.orthogonal_(bank)
+        self.bank = nn.Parameter((bank * math.sqrt(c)).view(b, c, c))
+        self.keys = nn.Parameter(torch.randn(b, cfg.query_dim) / math.sqrt(cfg.query_dim))
+        self.build_task_code()
+        self.spatial = nn.ModuleList(nn.Conv2d(c, c, k, padding=d * (k // 2), dilation=d, groups=c)
+                                     for k, d in cfg.prototypes)
+        self.block = InteractionBlock(c, cfg.hidden, m, cfg.query_dim)
+        self.gamma = nn.Parameter(torch.zeros(c))  # zero residual: identity at init
+        self.act = nn.LeakyReLU(0.2)
+
+    @classmethod
+    def from_config(cls, cfg: RSCConfig | dict, backbone_cfg: VFN2Config) -> "ContextRSC":
+        cfg = cfg if isinstance(cfg, RSCConfig) else RSCConfig.from_dict(cfg)
+        if cfg.width != backbone_cfg.channels:
+            raise RSCError(f"RSC width {cfg.width} does not match the vfn2 context width {backbone_cfg.channels}")
+        d = cfg.to_dict()
+        tasks, dims = d.pop("tasks"), d.pop("descriptor_dims")
+        del d["width"]
+        d["prototypes"] = cfg.prototypes
+        return cls(backbone_cfg, tasks, dims, **d)
+
+    def selection(self, z: torch.Tensor, task: str, task_descriptor: torch.Tensor | None = None) -> torch.Tensor:
+        """Basis weights (N, M, B): sample, branch, basis."""
+        code = self.task_code(task, z.shape[0], task_descriptor)
+        logits = self.block(code, image_descriptor(z)) @ self.keys.t() / math.sqrt(self.cfg.query_dim)
+        return select_bases(logits, self.cfg.temperature, self.cfg.top_k, noise=self.training and self.cfg.gumbel)
+
+    def mixing(self, weights: torch.Tensor) -> torch.Tensor:
+        """Per-sample mixing matrix (N, C, M C) from weights (N, M, B), divided by M (the branch mean)."""
+        n, m, _ = weights.shape
+        mix = torch.einsum("nmb,boc->nomc", weights, self.bank) / m
+        return mix.reshape(n, self.cfg.width, m * self.cfg.width)
+
+    def forward(self, z: torch.Tensor, task: str, task_descriptor: torch.Tensor | None = None) -> torch.Tensor:
+        """Customized context map z' for ``task``, same shape as ``z`` (N, C, h, w)."""
+        check_shape(z, 4, "context RSC z", self.cfg.width)
+        n, c, h, w = z.shape
+        mix = self.mixing(self.selection(z, task, task_descriptor))
+        branches = torch.cat([self.act(conv(z)) for conv in self.spatial], 1)
+        delta = torch.matmul(mix, branches.reshape(n, -1, h * w)).reshape(n, c, h, w)
+        return z + self.gamma.view(1, -1, 1, 1) * delta
+
+
+Encoded = tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # z, (detail, thermal, y)
+
+
+class ContextCustomizedFusion(CustomizedBackbone):
+    """vfn2 + context RSC: ``forward(ir, y, task, task_descriptor=None) -> fused Y`` (N, 1, H, W).
+
+    The same interface as :class:`~ivif_fusion.models.rsc.CustomizedFusion`: :meth:`encode`
+    once returns ``(z, rest)``; :meth:`customize` ``(z, rest, task, desc)`` and
+    :meth:`fuse_decode` ``(z, rest)`` per task.
+    """
+
+    def __init__(self, backbone: VFN2, rsc: ContextRSC) -> None:
+        super().__init__()
+        if not isinstance(backbone, VFN2) or not isinstance(rsc, ContextRSC):
+            raise RSCError(f"context RSC customization needs a vfn2 backbone and a ContextRSC, got "
+                           f"{type(backbone).__name__} and {type(rsc).__name__}")
+        if backbone.cfg.channels != rsc.cfg.width:
+            raise RSCError(f"RSC width {rsc.cfg.width} does not match the vfn2 context width {backbone.cfg.channels}")
+        self.backbone = backbone
+        self.rsc = rsc
+
+    def encode(self, thermal: torch.Tensor, y: torch.Tensor) -> Encoded:
+        z, detail = self.backbone.encode_context(thermal, y)
+        return z, (detail, thermal, y)
+
+    def customize(self, z: torch.Tensor, rest: tuple, task: str,
+                  task_descriptor: torch.Tensor | None = None) -> Encoded:
+        return self.rsc(z, task, task_descriptor), rest
+
+    def fuse_decode(self, z: torch.Tensor, rest: tuple) -> torch.Tensor:
+        return self.backbone.decoder(self.backbone.decode_context(z, *rest))
