@@ -167,3 +167,25 @@ def test_pipeline_runs_a_vfn2_rsc_task(tmp_path, shipped_vfn2):
     assert "rsc:fusion_rsc" in timings
     generic, custom = out["fusion"].fused_rgb.astype(int), out["fusion_rsc"].fused_rgb.astype(int)
     assert np.abs(generic - custom).max() > 0
+
+
+@pytest.mark.parametrize("top_k", [0, 4])
+def test_every_context_rsc_parameter_gets_gradient(shipped_vfn2, top_k):
+    torch.manual_seed(0)
+    rsc = make_rsc(shipped_vfn2.cfg, ["detection", "segmentation"], 12, top_k=top_k)
+    model = customized_fusion(shipped_vfn2, rsc).train()
+    with torch.no_grad():
+        rsc.gamma.fill_(0.1)
+    g = torch.Generator().manual_seed(4)
+    thermal, y = torch.rand(2, 1, 32, 40, generator=g), torch.rand(2, 1, 32, 40, generator=g)
+    target = torch.rand(2, 1, 32, 40, generator=g)
+    torch.nn.functional.mse_loss(model(thermal, y, "detection", torch.randn(2, 12, generator=g)), target).backward()
+    for name, p in rsc.named_parameters():
+        if name.startswith("desc_proj.segmentation"):
+            assert p.grad is None or p.grad.abs().sum() == 0, name
+        elif name == "task_embed":
+            assert p.grad[0].abs().sum() > 0 and torch.all(p.grad[1] == 0)
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"parameter {name} receives no gradient"
+    if top_k:  # straight-through: every basis' key learns to be selected, not only the selected ones'
+        assert (rsc.keys.grad.abs().sum(1) > 0).all()

@@ -12,25 +12,28 @@ RSC customizes z and ``VFN2.decode_context`` + the generic head make that task's
 
 Structure (the RSC ingredients of :mod:`.rsc`, made cheap at C = 96):
 
-- **Shared basis bank**: ``B`` pointwise (1x1) bases of shape (C, C), initialised orthogonal
-  (the B flattened matrices orthonormal, scaled to a 1/sqrt(C) element magnitude). A full 3x3
-  C x C bank would be 16 x 83 k parameters and 83 k MACs per low-resolution pixel and branch.
+- **Shared basis bank**: ``B`` bases, each a pointwise (1x1) C x C matrix (initialised
+  orthogonal: the B flattened matrices orthonormal, scaled to a 1/sqrt(C) element magnitude)
+  and a channel modulation vector (C). A bank of full 3x3 C x C kernels would be 16 x 83 k
+  parameters and cost 83 k MACs per low-resolution pixel and branch.
 - **Branches**: one per prototype ``(k, d)``, default (1,1), (3,1), (3,2), (3,3): a learned
-  static depthwise k x k conv with dilation d (the spatial prototype), LeakyReLU, then the
-  branch's dynamic pointwise mix. So each branch is a depthwise-separable conv whose channel
-  mixing is selected per sample; all branches share the bank.
+  depthwise k x k conv with dilation d (the spatial prototype) whose channels are modulated by
+  the branch's selected modulation (equivalently: a per-sample depthwise kernel, prototype x
+  modulation), then LeakyReLU.
+- **Dynamic conv**: the branch outputs' mean goes through the per-sample pointwise mix (the
+  bank's matrices weighted by the branch-averaged selection): together a per-sample
+  depthwise-separable conv. The mix is one batched MatMul (N, C, C) x (N, C, h w): ONNX exports
+  it with N, H, W dynamic (vfn's RSC folds the batch into conv groups, a trace-time constant),
+  and the branches are summed before it, so ONNX Runtime runs one MatMul per task, not one per
+  branch.
 - **Selection**: as in RSC, one interaction block turns the task code (embedding + projected
   task descriptor) and the image descriptor (mean and max of z over space) into one query per
   branch; softmax (or straight-through top-k) over the bank's keys; Gumbel noise in training only.
-- **Dynamic conv as a batched matrix product**: the per-sample mixing matrix (N, C, M C) applied
-  to the concatenated branch outputs (N, M C, h w): one MatMul with a dynamic batch, which ONNX
-  exports with N, H, W dynamic (vfn's RSC instead folds the batch into conv groups, which fixes
-  the batch at trace time).
-- **Output**: ``z' = z + gamma * sum_m P_m act(D_m z) / M`` with a per-channel ``gamma`` at
+- **Output**: ``z' = z + gamma * P_n mean_m act(s_nm * D_m z)`` with a per-channel ``gamma`` at
   zero, so an untrained context RSC reproduces vfn2 exactly.
 
-Cost per task at 640x480 (19 200 low-resolution pixels): M (9 C + C^2) MACs per pixel, about
-0.7 GMAC against vfn2's 30 GMAC; the tail after z (``up``: 3x3, 96 -> 256 channels, and the
+Cost per task at 640x480 (19 200 low-resolution pixels): M 9 C + C^2 MACs per pixel, about
+0.25 GMAC against vfn2's 30 GMAC; the tail after z (``up``: 3x3, 96 -> 256 channels, and the
 full-resolution decoder) is the larger per-task cost (``benchmarks/rsc_cost.md``).
 """
 
@@ -75,9 +78,10 @@ class ContextRSC(TaskCoded):
         bank = torch.empty(b, c * c)
         nn.init.orthogonal_(bank)
         self.bank = nn.Parameter((bank * math.sqrt(c)).view(b, c, c))
+        self.scales = nn.Parameter(1.0 + 0.5 * torch.randn(b, c))  # per-basis channel modulation of the branches
         self.keys = nn.Parameter(torch.randn(b, cfg.query_dim) / math.sqrt(cfg.query_dim))
         self.build_task_code()
-        self.spatial = nn.ModuleList(nn.Conv2d(c, c, k, padding=d * (k // 2), dilation=d, groups=c)
+        self.spatial = nn.ModuleList(nn.Conv2d(c, c, k, padding=d * (k // 2), dilation=d, groups=c, bias=False)
                                      for k, d in cfg.prototypes)
         self.block = InteractionBlock(c, cfg.hidden, m, cfg.query_dim)
         self.gamma = nn.Parameter(torch.zeros(c))  # zero residual: identity at init
@@ -100,19 +104,18 @@ class ContextRSC(TaskCoded):
         logits = self.block(code, image_descriptor(z)) @ self.keys.t() / math.sqrt(self.cfg.query_dim)
         return select_bases(logits, self.cfg.temperature, self.cfg.top_k, noise=self.training and self.cfg.gumbel)
 
-    def mixing(self, weights: torch.Tensor) -> torch.Tensor:
-        """Per-sample mixing matrix (N, C, M C) from weights (N, M, B), divided by M (the branch mean)."""
-        n, m, _ = weights.shape
-        mix = torch.einsum("nmb,boc->nomc", weights, self.bank) / m
-        return mix.reshape(n, self.cfg.width, m * self.cfg.width)
-
     def forward(self, z: torch.Tensor, task: str, task_descriptor: torch.Tensor | None = None) -> torch.Tensor:
         """Customized context map z' for ``task``, same shape as ``z`` (N, C, h, w)."""
         check_shape(z, 4, "context RSC z", self.cfg.width)
         n, c, h, w = z.shape
-        mix = self.mixing(self.selection(z, task, task_descriptor))
-        branches = torch.cat([self.act(conv(z)) for conv in self.spatial], 1)
-        delta = torch.matmul(mix, branches.reshape(n, -1, h * w)).reshape(n, c, h, w)
+        weights = self.selection(z, task, task_descriptor)            # (N, M, B)
+        scales = (weights @ self.scales).unsqueeze(-1).unsqueeze(-1)  # (N, M, C, 1, 1) branch modulations
+        mix = torch.einsum("nb,boc->noc", weights.mean(1), self.bank)  # (N, C, C) pointwise mix
+        acc = None
+        for j, conv in enumerate(self.spatial):
+            y = self.act(conv(z) * scales[:, j])
+            acc = y if acc is None else acc + y
+        delta = torch.matmul(mix, acc.reshape(n, c, h * w)).reshape(n, c, h, w) / len(self.spatial)
         return z + self.gamma.view(1, -1, 1, 1) * delta
 
 
