@@ -76,6 +76,12 @@ def test_customization_is_per_task_deterministic_and_batched(shipped_vfn2):
         torch.testing.assert_close(model(thermal[1:], y[1:], "detection"), det[1:], rtol=0, atol=1e-5)
     with pytest.raises(RSCError, match="no task 'depth'"):
         model(thermal, y, "depth")
+    # up is linear: customizing up(z) per task equals running the backbone's tail on the customized z'
+    with torch.no_grad():
+        z, detail = shipped_vfn2.encode_context(thermal, y)
+        direct = shipped_vfn2.decoder(shipped_vfn2.decode_context(model.rsc(z, "detection"), detail, thermal, y))
+    torch.testing.assert_close(det, direct, rtol=0, atol=1e-5)
+    assert (model.rsc(z, "detection") - z).abs().max() > 1e-3
 
 
 def test_training_steps_change_the_output_with_finite_losses(tmp_path, shipped_vfn2):
@@ -142,7 +148,7 @@ def test_a_mismatched_backbone_is_refused_with_a_user_error(tmp_path):
     with pytest.raises(RSCError, match="ContextRSC"):
         RSC(v2.cfg)
     with pytest.raises(RSCError, match="width"):
-        ContextCustomizedFusion(v2, ContextRSC(VFN2Config(channels=8)))
+        ContextCustomizedFusion(v2, ContextRSC(VFN2Config(channels=8), rank=4))
     # a checkpoint written before the arch field (no 'arch' in its RSC config) is a vfn RSC
     ckpt = checkpoint.load(p1)
     legacy = {k: v for k, v in ckpt["config"]["rsc"].items() if k != "arch"}

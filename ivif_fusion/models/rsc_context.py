@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from ..ops import check_shape
@@ -70,20 +71,25 @@ class ContextRSC(TaskCoded):
         check_tasks(tasks)
         self.cfg = RSCConfig(width=vfn2_cfg.channels, tasks=tasks, descriptor_dims=task_dims(tasks, descriptor_dim),
                              arch=ARCH, **kwargs)
-        c, cfg = self.cfg.width, self.cfg
+        c, r, cfg = self.cfg.width, self.cfg.rank, self.cfg
         for k, d in cfg.prototypes:
             if k < 1 or k % 2 == 0 or d < 1:
                 raise RSCError(f"RSC prototypes are (odd kernel size, dilation >= 1), got {(k, d)}")
-        m, b = len(cfg.prototypes), cfg.num_bases
-        bank = torch.empty(b, c * c)
+        if not 1 <= r <= c:
+            raise RSCError(f"context RSC rank must be in 1..{c}, got {r}")
+        b = cfg.num_bases
+        bank = torch.empty(b, r * c)
         nn.init.orthogonal_(bank)
-        self.bank = nn.Parameter((bank * math.sqrt(c)).view(b, c, c))
+        self.bank = nn.Parameter((bank * math.sqrt(r)).view(b, r, c))  # pointwise C -> R mixes
         self.scales = nn.Parameter(1.0 + 0.5 * torch.randn(b, c))  # per-basis channel modulation of the branches
         self.keys = nn.Parameter(torch.randn(b, cfg.query_dim) / math.sqrt(cfg.query_dim))
         self.build_task_code()
         self.spatial = nn.ModuleList(nn.Conv2d(c, c, k, padding=d * (k // 2), dilation=d, groups=c, bias=False)
                                      for k, d in cfg.prototypes)
-        self.block = InteractionBlock(c, cfg.hidden, m, cfg.query_dim)
+        self.block = InteractionBlock(c, cfg.hidden, len(cfg.prototypes), cfg.query_dim)
+        lift = torch.empty(c, r)
+        nn.init.orthogonal_(lift)
+        self.lift = nn.Parameter(lift)  # R -> C, static
         self.gamma = nn.Parameter(torch.zeros(c))  # zero residual: identity at init
         self.act = nn.LeakyReLU(0.2)
 
@@ -104,30 +110,40 @@ class ContextRSC(TaskCoded):
         logits = self.block(code, image_descriptor(z)) @ self.keys.t() / math.sqrt(self.cfg.query_dim)
         return select_bases(logits, self.cfg.temperature, self.cfg.top_k, noise=self.training and self.cfg.gumbel)
 
-    def forward(self, z: torch.Tensor, task: str, task_descriptor: torch.Tensor | None = None) -> torch.Tensor:
-        """Customized context map z' for ``task``, same shape as ``z`` (N, C, h, w)."""
+    def code(self, z: torch.Tensor, task: str, task_descriptor: torch.Tensor | None = None) -> torch.Tensor:
+        """The low-rank customization code r (N, R, h, w) of z for ``task``."""
         check_shape(z, 4, "context RSC z", self.cfg.width)
         n, c, h, w = z.shape
         weights = self.selection(z, task, task_descriptor)            # (N, M, B)
         scales = (weights @ self.scales).unsqueeze(-1).unsqueeze(-1)  # (N, M, C, 1, 1) branch modulations
-        mix = torch.einsum("nb,boc->noc", weights.mean(1), self.bank)  # (N, C, C) pointwise mix
+        mix = torch.einsum("nb,brc->nrc", weights.mean(1), self.bank)  # (N, R, C) pointwise mix
         acc = None
         for j, conv in enumerate(self.spatial):
             y = self.act(conv(z) * scales[:, j])
             acc = y if acc is None else acc + y
-        delta = torch.matmul(mix, acc.reshape(n, c, h * w)).reshape(n, c, h, w) / len(self.spatial)
-        return z + self.gamma.view(1, -1, 1, 1) * delta
+        return torch.matmul(mix, acc.reshape(n, c, h * w)).reshape(n, -1, h, w) / len(self.spatial)
+
+    def lifted(self) -> torch.Tensor:
+        """(C, R): the code's map back to z's channels, gain included (``gamma * lift``)."""
+        return self.gamma.unsqueeze(1) * self.lift
+
+    def forward(self, z: torch.Tensor, task: str, task_descriptor: torch.Tensor | None = None) -> torch.Tensor:
+        """Customized context map ``z' = z + gamma * lift(r)`` for ``task``, same shape as ``z``."""
+        r = self.code(z, task, task_descriptor)
+        return z + torch.einsum("cr,nrhw->nchw", self.lifted(), r)
 
 
-Encoded = tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # z, (detail, thermal, y)
+Encoded = tuple[torch.Tensor, tuple]  # up(z) before the pixel shuffle, (z, detail, thermal, y)
 
 
 class ContextCustomizedFusion(CustomizedBackbone):
     """vfn2 + context RSC: ``forward(ir, y, task, task_descriptor=None) -> fused Y`` (N, 1, H, W).
 
     The same interface as :class:`~ivif_fusion.models.rsc.CustomizedFusion`: :meth:`encode`
-    once returns ``(z, rest)``; :meth:`customize` ``(z, rest, task, desc)`` and
-    :meth:`fuse_decode` ``(z, rest)`` per task.
+    once returns ``(u, rest)`` with ``u = up(z)``; :meth:`customize` ``(u, rest, task, desc)``
+    and :meth:`fuse_decode` ``(u, rest)`` per task. ``up`` is linear, so
+    ``up(z') = up(z) + conv(r, up.weight * gamma * lift)``: the wide ``up`` conv (96 -> 256
+    channels) runs once per pair and each task adds only an R -> 256 channel conv of its code.
     """
 
     def __init__(self, backbone: VFN2, rsc: ContextRSC) -> None:
@@ -142,11 +158,15 @@ class ContextCustomizedFusion(CustomizedBackbone):
 
     def encode(self, thermal: torch.Tensor, y: torch.Tensor) -> Encoded:
         z, detail = self.backbone.encode_context(thermal, y)
-        return z, (detail, thermal, y)
+        return self.backbone.context.up(z), (z, detail, thermal, y)
 
-    def customize(self, z: torch.Tensor, rest: tuple, task: str,
+    def customize(self, u: torch.Tensor, rest: tuple, task: str,
                   task_descriptor: torch.Tensor | None = None) -> Encoded:
-        return self.rsc(z, task, task_descriptor), rest
+        up = self.backbone.context.up
+        r = self.rsc.code(rest[0], task, task_descriptor)
+        kernel = torch.einsum("ocij,cr->orij", up.weight, self.rsc.lifted())
+        return u + F.conv2d(r, kernel, padding=up.padding, dilation=up.dilation), rest
 
-    def fuse_decode(self, z: torch.Tensor, rest: tuple) -> torch.Tensor:
-        return self.backbone.decoder(self.backbone.decode_context(z, *rest))
+    def fuse_decode(self, u: torch.Tensor, rest: tuple) -> torch.Tensor:
+        _, detail, thermal, y = rest
+        return self.backbone.decoder(self.backbone.finish_context(u, detail, thermal, y))

@@ -42,6 +42,7 @@ class RSCConfig:
     gumbel: bool = True                              # Gumbel noise on selection logits, training mode only
     desc_momentum: float = 0.01                      # EMA rate of the stored mean descriptor
     arch: str = "vfn"                                # backbone architecture customized (checkpoints before vfn2: vfn)
+    rank: int = 16                                   # vfn2 context RSC: channels of its low-rank residual (vfn: unused)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -125,8 +125,12 @@ class ContextPath(nn.Module):
         return self.blocks(self.act(self.stem(x)))
 
     def decode(self, z: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """z -> (N, detail, h, w): the 3x3 conv, the pixel shuffle and the crop back to the input size."""
-        return self.shuffle(self.up(z))[..., :h, :w]
+        """z -> (N, detail, h, w): the 3x3 conv ``up``, the pixel shuffle and the crop back to the input size."""
+        return self.unfold(self.up(z), h, w)
+
+    def unfold(self, u: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """``up``'s output (N, detail * stride**2, h / s, w / s) -> (N, detail, h, w): pixel shuffle and crop."""
+        return self.shuffle(u)[..., :h, :w]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x), *x.shape[-2:])
@@ -194,8 +198,12 @@ class VFN2(nn.Module):
     def decode_context(self, z: torch.Tensor, detail: torch.Tensor, thermal: torch.Tensor,
                        y: torch.Tensor) -> torch.Tensor:
         """(z, detail) -> the last shared map: the context path's upsampling, then the decoder's features."""
-        context = self.context.decode(z, *thermal.shape[-2:])
-        return self.decoder.features(context, detail, thermal, y)
+        return self.finish_context(self.context.up(z), detail, thermal, y)
+
+    def finish_context(self, u: torch.Tensor, detail: torch.Tensor, thermal: torch.Tensor,
+                       y: torch.Tensor) -> torch.Tensor:
+        """``up(z)`` (before the pixel shuffle) and detail -> the last shared map."""
+        return self.decoder.features(self.context.unfold(u, *thermal.shape[-2:]), detail, thermal, y)
 
     def forward(self, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.shared_features(thermal, y))
