@@ -4,37 +4,36 @@ Why here: vfn2 mixes thermal and visible at its input, so it has no per-modality
 features (what RSC customizes in vfn). Its task-independent work ends in the context map
 ``z`` (``channels`` = 96 maps at 1/``stride`` = 1/4 resolution, after the residual blocks,
 before ``up`` and the pixel shuffle): it holds almost all of the backbone's capacity and
-receptive field, everything downstream of it (``up``, shuffle, decoder, head) is a short tail,
-and at 1/16 of the pixels a customization there costs 16x less per channel than at full
-resolution. ``VFN2.encode_context`` runs once per pair (z and the detail maps); per task the
-RSC customizes z and ``VFN2.decode_context`` + the generic head make that task's fused Y
-(:class:`ContextCustomizedFusion`).
+receptive field, only a short tail follows (``up``, shuffle, decoder, head), and at 1/16 of
+the pixels a customization costs 16x less per channel than at full resolution.
 
 Structure (the RSC ingredients of :mod:`.rsc`, made cheap at C = 96):
 
-- **Shared basis bank**: ``B`` bases, each a pointwise (1x1) C x C matrix (initialised
-  orthogonal: the B flattened matrices orthonormal, scaled to a 1/sqrt(C) element magnitude)
-  and a channel modulation vector (C). A bank of full 3x3 C x C kernels would be 16 x 83 k
-  parameters and cost 83 k MACs per low-resolution pixel and branch.
+- **Low-rank residual**: ``z' = z + gamma * lift(r)``: a code r of ``rank`` R = 16 channels,
+  lifted to C by a static C x R matrix, times a per-channel ``gamma`` that starts at zero, so
+  an untrained context RSC reproduces vfn2 exactly.
+- **Shared basis bank**: ``B`` pointwise bases, each an R x C matrix (initialised orthogonal:
+  the B flattened matrices orthonormal, scaled to a 1/sqrt(C) element magnitude). A bank of
+  full 3x3 C x C kernels would be 16 x 83 k parameters and 83 k MACs per low-resolution pixel
+  and branch.
 - **Branches**: one per prototype ``(k, d)``, default (1,1), (3,1), (3,2), (3,3): a learned
-  depthwise k x k conv with dilation d (the spatial prototype) whose channels are modulated by
-  the branch's selected modulation (equivalently: a per-sample depthwise kernel, prototype x
-  modulation), then LeakyReLU.
-- **Dynamic conv**: the branch outputs' mean goes through the per-sample pointwise mix (the
-  bank's matrices weighted by the branch-averaged selection): together a per-sample
-  depthwise-separable conv. The mix is one batched MatMul (N, C, C) x (N, C, h w): ONNX exports
-  it with N, H, W dynamic (vfn's RSC folds the batch into conv groups, a trace-time constant),
-  and the branches are summed before it, so ONNX Runtime runs one MatMul per task, not one per
-  branch.
+  static depthwise k x k conv with dilation d (the spatial prototype), LeakyReLU, then the
+  branch's dynamic C -> R mix, the bank's bases weighted by that branch's selection. Each branch
+  is thus a per-sample depthwise-separable conv; r is the mean over branches. All branch mixes
+  are one batched MatMul (N, R, M C) x (N, M C, h w), which ONNX exports with N, H, W dynamic
+  (vfn's RSC folds the batch into conv groups, which fixes the batch at trace time).
 - **Selection**: as in RSC, one interaction block turns the task code (embedding + projected
   task descriptor) and the image descriptor (mean and max of z over space) into one query per
   branch; softmax (or straight-through top-k) over the bank's keys; Gumbel noise in training only.
-- **Output**: ``z' = z + gamma * P_n mean_m act(s_nm * D_m z)`` with a per-channel ``gamma`` at
-  zero, so an untrained context RSC reproduces vfn2 exactly.
+- **Where the shared work ends** (:class:`ContextCustomizedFusion`): ``up`` is linear, so
+  ``up(z') = up(z) + conv3x3(r, up.weight * gamma * lift)``. ``up(z)`` (96 -> 256 channels, the
+  widest conv of the tail) runs once per pair with the context blocks and the detail path; per
+  task the RSC adds its code through an R -> 256 conv, and the pixel shuffle, decoder and head
+  make that task's fused Y.
 
-Cost per task at 640x480 (19 200 low-resolution pixels): M 9 C + C^2 MACs per pixel, about
-0.25 GMAC against vfn2's 30 GMAC; the tail after z (``up``: 3x3, 96 -> 256 channels, and the
-full-resolution decoder) is the larger per-task cost (``benchmarks/rsc_cost.md``).
+Cost per task at 640x480 (19 200 low-resolution pixels): M (9 C + R C) + 9 R 256 MACs per
+pixel, about 0.9 GMAC against vfn2's 31 GMAC; vfn2's full-resolution tail (shuffle, decoder,
+head) repeated per task costs more time than the RSC in ONNX Runtime (``benchmarks/rsc_cost.md``).
 """
 
 from __future__ import annotations
@@ -81,7 +80,6 @@ class ContextRSC(TaskCoded):
         bank = torch.empty(b, r * c)
         nn.init.orthogonal_(bank)
         self.bank = nn.Parameter((bank * math.sqrt(r)).view(b, r, c))  # pointwise C -> R mixes
-        self.scales = nn.Parameter(1.0 + 0.5 * torch.randn(b, c))  # per-basis channel modulation of the branches
         self.keys = nn.Parameter(torch.randn(b, cfg.query_dim) / math.sqrt(cfg.query_dim))
         self.build_task_code()
         self.spatial = nn.ModuleList(nn.Conv2d(c, c, k, padding=d * (k // 2), dilation=d, groups=c, bias=False)
@@ -114,14 +112,12 @@ class ContextRSC(TaskCoded):
         """The low-rank customization code r (N, R, h, w) of z for ``task``."""
         check_shape(z, 4, "context RSC z", self.cfg.width)
         n, c, h, w = z.shape
-        weights = self.selection(z, task, task_descriptor)            # (N, M, B)
-        scales = (weights @ self.scales).unsqueeze(-1).unsqueeze(-1)  # (N, M, C, 1, 1) branch modulations
-        mix = torch.einsum("nb,brc->nrc", weights.mean(1), self.bank)  # (N, R, C) pointwise mix
-        acc = None
-        for j, conv in enumerate(self.spatial):
-            y = self.act(conv(z) * scales[:, j])
-            acc = y if acc is None else acc + y
-        return torch.matmul(mix, acc.reshape(n, c, h * w)).reshape(n, -1, h, w) / len(self.spatial)
+        weights = self.selection(z, task, task_descriptor)  # (N, M, B)
+        m = weights.shape[1]
+        # per-sample, per-branch C -> R mixes from the shared bank, side by side: (N, R, M C)
+        mix = torch.einsum("nmb,brc->nrmc", weights, self.bank).reshape(n, self.cfg.rank, m * c) / m
+        branches = torch.cat([self.act(conv(z)) for conv in self.spatial], 1)  # (N, M C, h, w)
+        return torch.matmul(mix, branches.reshape(n, m * c, h * w)).reshape(n, -1, h, w)
 
     def lifted(self) -> torch.Tensor:
         """(C, R): the code's map back to z's channels, gain included (``gamma * lift``)."""
