@@ -129,6 +129,9 @@ def test_onnx_export_of_the_vfn2_rsc_graph_matches_torch(tmp_path, shipped_vfn2)
     assert np.abs(det - ref["detection"].numpy()).max() <= 1e-4
     assert np.abs(seg - ref["segmentation"].numpy()).max() <= 1e-4
     assert np.abs(det - seg).max() > 1e-6  # two distinct task outputs, not one duplicated
+    v1 = VFN(VFNConfig(depth=1))
+    with pytest.raises(UserError, match="supports the vfn2"):  # the vfn RSC's batch-grouped convs do not export
+        export_rsc_onnx(customized_fusion(v1, RSC(v1.cfg)), tmp_path / "v1")
 
 
 def test_a_mismatched_backbone_is_refused_with_a_user_error(tmp_path):

@@ -257,29 +257,28 @@ def export_rsc_onnx(model: Any, out_dir: str | os.PathLike, *, tasks: list[str] 
                     trace_size: tuple[int, int] = (64, 80), slim: bool = True, verify: bool = True) -> OnnxExport:
     """Export a customized fusion (:func:`ivif_fusion.models.rsc.load_customized`) to ``out_dir/name``.
 
-    Inputs ``ir``, ``y`` as in :func:`export_onnx`; one output per task, named after it. H and W
-    are dynamic; N is dynamic for the vfn2 (context) RSC, whose per-sample mixing is a batched
-    MatMul, and fixed at 1 for the vfn RSC, whose per-sample kernels are conv groups over the
-    batch (a trace-time constant). ``verify`` compares ONNX Runtime with torch at two sizes and
-    raises :class:`ExportError` above 1e-4.
+    Inputs ``ir``, ``y`` as in :func:`export_onnx`; one output per task, named after it; N, H, W
+    dynamic. Only the vfn2 (context) RSC exports: its per-sample mixing is a batched MatMul,
+    whereas the vfn RSC's per-sample kernels are conv groups over the batch (a trace-time
+    constant), so :class:`ExportError` for it (the pipeline runs it in torch). ``verify``
+    compares ONNX Runtime with torch at two sizes and batches and raises above 1e-4.
     """
     import onnx
     import torch
 
     import ivif_fusion
 
+    if model.rsc.cfg.arch == "vfn":
+        raise ExportError("the vfn RSC builds per-sample kernels as conv groups over the batch, which does not "
+                          "export with a dynamic batch; ONNX export supports the vfn2 (context) RSC")
     graph, names = rsc_task_graph(model.eval(), tasks)
-    batched = model.rsc.cfg.arch != "vfn"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name
     h, w = trace_size
     args = (torch.rand(1, 1, h, w), torch.rand(1, 1, h, w))
-    axes = dynamic_nhw([*INPUT_NAMES, *names])
-    if not batched:
-        axes = {k: {d: v for d, v in a.items() if d != 0} for k, a in axes.items()}
-    onnx_model = trace_to_onnx(graph, args, path.with_suffix(".trace.onnx"), list(INPUT_NAMES), names, axes, opset,
-                               slim)
+    onnx_model = trace_to_onnx(graph, args, path.with_suffix(".trace.onnx"), list(INPUT_NAMES), names,
+                               dynamic_nhw([*INPUT_NAMES, *names]), opset, slim)
     digest = weights_digest(graph)
     sources = {str(p): file_sha256(p) for p in (source_files or []) if Path(p).is_file()}
     config = {"backbone": model.backbone.cfg.to_dict(), "rsc": model.rsc.cfg.to_dict(), "outputs": names}
@@ -289,13 +288,12 @@ def export_rsc_onnx(model: Any, out_dir: str | os.PathLike, *, tasks: list[str] 
     onnx_model.producer_name = "ivif_fusion"
     onnx_model.producer_version = ivif_fusion.__version__
     _save_checked(onnx_model, path)
-    sizes = [(1, 96, 128), (2, 120, 72)] if batched else [(1, 96, 128), (1, 120, 72)]
-    parity = parity_check(graph, path, sizes) if verify else {}
+    parity = parity_check(graph, path, [(1, 96, 128), (2, 120, 72)]) if verify else {}
     _check_parity(path, parity)
     onnx_sha = file_sha256(path)
     sidecar = _write_sidecar(path, {
         "onnx": path.name, "onnx_sha256": onnx_sha, "opset": opset, "inputs": list(INPUT_NAMES), "outputs": names,
-        "dynamic_axes": {"N": "batch" if batched else "fixed at 1", "H": "height", "W": "width"},
+        "dynamic_axes": {"N": "batch", "H": "height", "W": "width"},
         "metadata": meta, "parity_max_abs_diff": parity, "slimmed": slim,
         "note": "one fused Y per task from backbone + RSC; each task uses the RSC's stored mean descriptor"})
     log.info("exported %s (tasks %s, weights %s...)", path, names, digest[:12])
