@@ -258,7 +258,7 @@ class TrainRSCConfig(TrainRunConfig):
 
     dataset: str = param("MSRS", "Labelled paired folder (MSRS: train frame range only).")
     label_set: str = param("fusion", "MSRS box set (labels_det/<set>).", choices=("fusion", "infrared", "visible"))
-    backbone: str = param("models/vfn_msrs.pt", "Frozen VFN backbone checkpoint.")
+    backbone: str = param("models/vfn_msrs.pt", "Frozen backbone checkpoint (vfn or vfn2: the RSC variant follows its arch).")
     tasks: list = param(help="Tasks to customize for: mappings {name, weights} (task network checkpoints), "
                              "optionally cross_fit: [one network per fold, trained with holdout_fold k/n]; then "
                              "the loss on fold-k pairs comes from network k (docs/rsc.md, cross-fitting).",

@@ -1,4 +1,4 @@
-"""VFN2: structure, cost, the base-image prior, ONNX parity, checkpoints, heads, VIFA, RSC refusal, training."""
+"""VFN2: structure, cost, the base-image prior, ONNX parity, checkpoints, heads, VIFA, vfn RSC refusal, training."""
 
 import numpy as np
 import pytest
@@ -169,13 +169,14 @@ def test_vifa_student_on_v2_round_trips(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_rsc_refuses_v2_with_a_user_error(tmp_path):
+def test_vfn_rsc_refuses_v2_with_a_user_error(tmp_path):
+    # vfn2 is customized by ContextRSC (test_rsc_context.py); the per-modality RSC refuses it
     v2 = VFN2()
     for attempt in (lambda: RSC(v2.cfg), lambda: RSC(v2.cfg.to_dict()), lambda: CustomizedFusion(v2, RSC())):
         with pytest.raises(RSCError, match="'vfn2', which mixes thermal and visible at its input"):
             attempt()
     p = save_rsc(tmp_path / "rsc.pt", RSC(), VFNConfig())
-    with pytest.raises(UserError, match="Use customization 'vifa' or 'generic'"):
+    with pytest.raises(UserError, match="customizes the 'vfn' backbone; the loaded backbone is 'vfn2'"):
         load_customized(p, v2)
 
 

@@ -1,4 +1,16 @@
-"""RSC: task-customization of the VFN encoder features (after the CLDyN seed).
+"""RSC: task-customization of the backbone features (after the CLDyN seed); here the vfn variant.
+
+Two variants share one config (:class:`RSCConfig`, whose ``arch`` names the backbone
+architecture), the task code, the selection and the checkpoint format: :class:`RSC` below
+customizes vfn's per-modality encoder features, :class:`ContextRSC`
+(:mod:`ivif_fusion.models.rsc_context`) customizes vfn2's context map. vfn2 mixes the
+modalities at its input, so it has no per-modality features; its context map z (96 channels at
+1/4 resolution, after the residual blocks) is where its capacity is, and customizing it leaves
+only the short tail (``up``, pixel shuffle, decoder, head) to run per task. At 96 channels a
+bank of full 3x3 kernels would be 16 x 83 k parameters, so ContextRSC's bank holds pointwise
+bases applied after static depthwise prototypes (depthwise-separable dynamic convs).
+:func:`make_rsc` and :func:`customized_fusion` pick the variant; checkpoints record the
+``arch`` and :func:`load_customized` refuses a backbone of another one (a UserError).
 
 Where it sits: ``VFN.encode(ir, y) -> (f_ir, f_vi)`` runs once per pair; for each task,
 ``RSC`` returns customized ``(f_ir', f_vi')`` and the backbone's own ``fuse`` + ``decode`` turn
@@ -39,67 +51,28 @@ descriptor input (``descriptor_dims`` empty): then the learned embedding alone n
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
 from ..ops import check_shape
+from .rsc_context import ContextCustomizedFusion, ContextRSC
+from .rsc_core import (PROTOTYPES, CustomizedBackbone, InteractionBlock, RSCConfig, RSCError, TaskCoded, check_tasks, image_descriptor,
+                       pool_descriptor, select_bases, task_dims)
 from .vfn import VFN, VFNConfig
+from .vfn2 import VFN2, VFN2Config
 
-PROTOTYPES: tuple[tuple[int, int], ...] = ((1, 1), (3, 1), (3, 2), (3, 3))
-
-
-class RSCError(UserError, ValueError):
-    """An RSC input (task name, descriptor, features) does not fit the module."""
-
-
-@dataclass(frozen=True)
-class RSCConfig:
-    """Everything needed to rebuild an :class:`RSC` (stored in its checkpoints)."""
-
-    width: int = 8                                   # encoder channels per modality (VFN width)
-    tasks: tuple = ("detection",)                    # task names, index = embedding row
-    descriptor_dims: dict = field(default_factory=dict)  # task -> C of its features (empty: embedding only)
-    num_bases: int = 16                              # B, size of the shared bank
-    prototypes: tuple = PROTOTYPES                   # (kernel size, dilation) per branch
-    hidden: int = 32                                 # interaction block width
-    query_dim: int = 16                              # query/key dimension
-    temperature: float = 1.0                         # softmax temperature of basis selection
-    top_k: int = 0                                   # 0: soft selection; k: hard top-k + straight-through
-    gumbel: bool = True                              # Gumbel noise on selection logits, training mode only
-    desc_momentum: float = 0.01                      # EMA rate of the stored mean descriptor
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["tasks"] = list(self.tasks)
-        d["prototypes"] = [list(p) for p in self.prototypes]
-        d["descriptor_dims"] = dict(self.descriptor_dims)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RSCConfig":
-        d = dict(d)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown RSC config keys: {sorted(unknown)}")
-        if "tasks" in d:
-            d["tasks"] = tuple(d["tasks"])
-        if "prototypes" in d:
-            d["prototypes"] = tuple(tuple(int(v) for v in p) for p in d["prototypes"])
-        if "descriptor_dims" in d:
-            d["descriptor_dims"] = {str(k): int(v) for k, v in d["descriptor_dims"].items()}
-        return cls(**d)
-
+__all__ = ["PROTOTYPES", "RSC", "ContextCustomizedFusion", "ContextRSC", "CustomizedFusion", "RSCConfig", "RSCError",
+           "customized_fusion", "dynamic_conv", "image_descriptor", "load_customized", "load_rsc", "make_rsc",
+           "pool_descriptor", "require_vfn", "save_rsc", "select_bases"]
 
 def require_vfn(backbone_or_cfg: VFN | VFNConfig | dict) -> VFNConfig:
     """The :class:`VFNConfig` of a vfn backbone (model, config or config dict); RSCError for another architecture.
 
     RSC customizes per-modality encoder features; vfn2 mixes thermal and visible at its input
-    and has none, so it cannot be customized this way.
+    and has none: it is customized by :class:`ContextRSC` instead (:func:`make_rsc` picks the variant).
     """
     cfg = backbone_or_cfg.cfg if isinstance(backbone_or_cfg, nn.Module) else backbone_or_cfg
     if isinstance(cfg, VFNConfig):
@@ -108,43 +81,8 @@ def require_vfn(backbone_or_cfg: VFN | VFNConfig | dict) -> VFNConfig:
         return VFNConfig.from_dict(cfg)
     arch = cfg.get("arch") if isinstance(cfg, dict) else cfg.to_dict().get("arch", type(cfg).__name__)
     raise RSCError(f"RSC customizes the per-modality encoder features of the vfn backbone; this backbone is "
-                   f"'{arch}', which mixes thermal and visible at its input and has none. "
-                   "Use customization 'vifa' or 'generic' with it.")
-
-
-def pool_descriptor(features: torch.Tensor) -> torch.Tensor:
-    """Task descriptor (N, C) from a task network's (N, C, h, w) feature map: global average pooling."""
-    if features.ndim == 2:
-        return features
-    check_shape(features, 4, "pool_descriptor features")
-    return features.mean((2, 3))
-
-
-def image_descriptor(f: torch.Tensor) -> torch.Tensor:
-    """(N, 2C) mean and max of encoder features over space: what the image 'looks like' to the backbone."""
-    return torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)
-
-
-def select_bases(logits: torch.Tensor, temperature: float, top_k: int = 0, noise: bool = False,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Basis weights (..., B) summing to 1 from selection logits (..., B).
-
-    Soft selection (``top_k == 0``): softmax. Hard selection (``top_k`` in 1..B-1): the top-k
-    softmax weights renormalised in the forward pass, the full softmax's gradient in the
-    backward pass (straight-through), so unselected bases still learn. ``noise`` adds Gumbel
-    noise (training only; callers pass ``noise=False`` in eval mode, making it deterministic).
-    """
-    if noise:
-        u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
-        gumbel = -torch.log((-torch.log(u.clamp_min(1e-9))).clamp_min(1e-9))
-        logits = logits + gumbel
-    soft = torch.softmax(logits / temperature, -1)
-    if top_k <= 0 or top_k >= logits.shape[-1]:
-        return soft
-    idx = soft.topk(top_k, -1).indices
-    hard = torch.zeros_like(soft).scatter(-1, idx, soft.gather(-1, idx))
-    hard = hard / hard.sum(-1, keepdim=True)
-    return hard + soft - soft.detach()
+                   f"'{arch}', which mixes thermal and visible at its input and has none. Customize it with "
+                   "ContextRSC (make_rsc picks the variant for a backbone config).")
 
 
 def dynamic_conv(x: torch.Tensor, kernels: torch.Tensor, dilation: int = 1) -> torch.Tensor:
@@ -169,22 +107,7 @@ def dynamic_conv(x: torch.Tensor, kernels: torch.Tensor, dilation: int = 1) -> t
     return out.view(n, cout, h, w)
 
 
-class InteractionBlock(nn.Module):
-    """Task code x image descriptor -> one query per branch (N, M, query_dim)."""
-
-    def __init__(self, width: int, hidden: int, branches: int, query_dim: int) -> None:
-        super().__init__()
-        self.img = nn.Linear(2 * width, hidden)
-        self.mix = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Linear(hidden, branches * query_dim))
-        self.branches, self.query_dim = branches, query_dim
-
-    def forward(self, task_code: torch.Tensor, img_desc: torch.Tensor) -> torch.Tensor:
-        i = self.img(img_desc)
-        q = self.mix(torch.cat([task_code, i, task_code * i], 1))
-        return q.view(-1, self.branches, self.query_dim)
-
-
-class RSC(nn.Module):
+class RSC(TaskCoded):
     """Task-customization module for the VFN encoder features (see module docstring).
 
     Args:
@@ -199,15 +122,11 @@ class RSC(nn.Module):
                  descriptor_dim: int | dict | None = None, **kwargs) -> None:
         super().__init__()
         vfn_cfg = VFNConfig() if vfn_cfg is None else require_vfn(vfn_cfg)
+        if kwargs.get("arch", "vfn") != "vfn":
+            raise RSCError(f"RSC customizes the vfn backbone, got arch {kwargs['arch']!r} (use make_rsc)")
         tasks = tuple(tasks)
-        if not tasks or len(set(tasks)) != len(tasks):
-            raise RSCError(f"RSC needs unique task names, got {list(tasks)}")
-        if isinstance(descriptor_dim, dict):
-            dims = {str(t): int(descriptor_dim[t]) for t in tasks if descriptor_dim.get(t)}
-        elif descriptor_dim:
-            dims = {t: int(descriptor_dim) for t in tasks}
-        else:
-            dims = {}
+        check_tasks(tasks)
+        dims = task_dims(tasks, descriptor_dim)
         self.cfg = RSCConfig(width=vfn_cfg.width, tasks=tasks, descriptor_dims=dims, **kwargs)
         self._build()
 
@@ -231,43 +150,10 @@ class RSC(nn.Module):
         nn.init.orthogonal_(bank)
         self.bank = nn.Parameter((bank * math.sqrt(c)).view(b, c, c, 3, 3))
         self.keys = nn.Parameter(torch.randn(b, cfg.query_dim) / math.sqrt(cfg.query_dim))
-        self.task_embed = nn.Parameter(torch.randn(len(cfg.tasks), cfg.hidden) * 0.5)
-        self.desc_proj = nn.ModuleDict({t: nn.Linear(dim, cfg.hidden) for t, dim in cfg.descriptor_dims.items()})
-        for t, dim in cfg.descriptor_dims.items():
-            self.register_buffer(f"desc_mean_{t}", torch.zeros(dim))
+        self.build_task_code()
         self.blocks = nn.ModuleList(InteractionBlock(c, cfg.hidden, m, cfg.query_dim) for _ in range(2))
         self.gamma = nn.Parameter(torch.zeros(2, c))  # zero residual: identity at init
         self.act = nn.LeakyReLU(0.2)
-
-    @property
-    def tasks(self) -> tuple:
-        return self.cfg.tasks
-
-    # ------------------------------------------------------------------ descriptors
-
-    def desc_mean(self, task: str) -> torch.Tensor:
-        """Stored mean task descriptor (EMA over training), used when none is given."""
-        return getattr(self, f"desc_mean_{task}")
-
-    def task_code(self, task: str, n: int, task_descriptor: torch.Tensor | None) -> torch.Tensor:
-        """(N, hidden): learned task embedding + projection of the task descriptor (when the task has one)."""
-        if task not in self.cfg.tasks:
-            raise RSCError(f"RSC has no task '{task}'; it was built for {list(self.cfg.tasks)}")
-        code = self.task_embed[self.cfg.tasks.index(task)].unsqueeze(0).expand(n, -1)
-        if task not in self.cfg.descriptor_dims:
-            return code
-        if task_descriptor is None:
-            desc = self.desc_mean(task).unsqueeze(0).expand(n, -1)
-        else:
-            desc = pool_descriptor(task_descriptor)
-            dim = self.cfg.descriptor_dims[task]
-            if desc.shape[1] != dim or desc.shape[0] not in (1, n):
-                raise RSCError(f"task '{task}' descriptor has shape {tuple(desc.shape)}, expected ({n}, {dim})")
-            desc = desc.expand(n, -1)
-            if self.training:  # running mean used at inference when no descriptor is passed
-                with torch.no_grad():
-                    self.desc_mean(task).lerp_(desc.detach().mean(0).to(self.desc_mean(task)), self.cfg.desc_momentum)
-        return code + self.desc_proj[task](desc)
 
     # ------------------------------------------------------------------ forward
 
@@ -309,7 +195,7 @@ class RSC(nn.Module):
         return f_ir + g[0] * delta[:n], f_vi + g[1] * delta[n:]
 
 
-class CustomizedFusion(nn.Module):
+class CustomizedFusion(CustomizedBackbone):
     """Backbone + RSC: ``forward(ir, y, task, task_descriptor=None) -> fused Y`` (N, 1, H, W).
 
     For several tasks run :meth:`encode` once, then :meth:`customize` and :meth:`fuse_decode`
@@ -319,14 +205,12 @@ class CustomizedFusion(nn.Module):
     def __init__(self, backbone: VFN, rsc: RSC) -> None:
         super().__init__()
         require_vfn(backbone)
+        if not isinstance(rsc, RSC):
+            raise RSCError(f"a vfn backbone is customized by RSC, got {type(rsc).__name__}")
         if backbone.cfg.width != rsc.cfg.width:
             raise RSCError(f"RSC width {rsc.cfg.width} does not match the backbone width {backbone.cfg.width}")
         self.backbone = backbone
         self.rsc = rsc
-
-    @property
-    def tasks(self) -> tuple:
-        return self.rsc.tasks
 
     def encode(self, thermal: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.backbone.encode(thermal, y)
@@ -338,70 +222,75 @@ class CustomizedFusion(nn.Module):
     def fuse_decode(self, f_ir: torch.Tensor, f_vi: torch.Tensor) -> torch.Tensor:
         return self.backbone.decode(self.backbone.fuse(f_ir, f_vi))
 
-    def forward(self, thermal: torch.Tensor, y: torch.Tensor, task: str,
-                task_descriptor: torch.Tensor | None = None) -> torch.Tensor:
-        f_ir, f_vi = self.encode(thermal, y)
-        return self.fuse_decode(*self.customize(f_ir, f_vi, task, task_descriptor))
-
-    def forward_tasks(self, thermal: torch.Tensor, y: torch.Tensor,
-                      descriptors: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
-        """Fused Y per task, encoders run once."""
-        f_ir, f_vi = self.encode(thermal, y)
-        return {t: self.fuse_decode(*self.customize(f_ir, f_vi, t, d)) for t, d in descriptors.items()}
-
-    @torch.inference_mode()
-    def fuse_numpy(self, thermal: np.ndarray, y: np.ndarray, task: str,
-                   task_descriptor: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
-        """Thermal and luminance (H, W) float 0..1 -> the task's fused Y (H, W) float32 (eval mode)."""
-        dev = next(self.backbone.parameters()).device
-        t_ir = torch.from_numpy(np.ascontiguousarray(thermal, dtype=np.float32))[None, None].to(dev)
-        t_y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None].to(dev)
-        desc = None if task_descriptor is None else torch.as_tensor(task_descriptor, dtype=torch.float32, device=dev)
-        if desc is not None and desc.ndim == 1:
-            desc = desc[None]
-        was = self.training
-        self.eval()
-        try:
-            return self(t_ir, t_y, task, desc)[0, 0].cpu().numpy()
-        finally:
-            self.train(was)
-
 
 # ---------------------------------------------------------------------- checkpoints
 
 
-def save_rsc(path, rsc: RSC, backbone_cfg: VFNConfig, meta: dict | None = None):  # noqa: ANN001, ANN201
-    """Checkpoint of kind 'rsc': the RSC config and the backbone config it was trained on."""
+def make_rsc(backbone_cfg: VFNConfig | VFN2Config, tasks: list[str] | tuple = ("detection",),
+             descriptor_dim: int | dict | None = None, **kwargs) -> RSC | ContextRSC:
+    """The RSC variant for a backbone's architecture: :class:`RSC` (vfn) or :class:`ContextRSC` (vfn2)."""
+    if isinstance(backbone_cfg, VFN2Config):
+        return ContextRSC(backbone_cfg, tasks, descriptor_dim, **kwargs)
+    return RSC(backbone_cfg, tasks, descriptor_dim, **kwargs)
+
+
+def customized_fusion(backbone: VFN | VFN2, rsc: RSC | ContextRSC) -> CustomizedFusion | ContextCustomizedFusion:
+    """Backbone + RSC of the matching variant; RSCError when the RSC customizes another architecture."""
+    want, have = rsc.cfg.arch, backbone.cfg.to_dict().get("arch", "vfn")
+    if want != have:
+        raise RSCError(f"this RSC customizes the '{want}' backbone; the loaded backbone is '{have}'. "
+                       f"Use an RSC trained on a '{have}' backbone (`ivif train rsc --set backbone=...`).")
+    return (ContextCustomizedFusion if isinstance(rsc, ContextRSC) else CustomizedFusion)(backbone, rsc)
+
+
+def save_rsc(path, rsc: RSC | ContextRSC, backbone_cfg: VFNConfig | VFN2Config,  # noqa: ANN001, ANN201
+             meta: dict | None = None):
+    """Checkpoint of kind 'rsc': the RSC config (its ``arch`` names the backbone architecture it
+    customizes) and the backbone config it was trained on."""
     from . import checkpoint
 
+    if rsc.cfg.arch != backbone_cfg.to_dict().get("arch", "vfn"):
+        raise RSCError(f"RSC for '{rsc.cfg.arch}' saved with a {type(backbone_cfg).__name__}")
     return checkpoint.save(path, "rsc", {"rsc": rsc.cfg.to_dict(), "backbone": backbone_cfg.to_dict()},
                            rsc.state_dict(), meta)
 
 
-def load_rsc(path) -> tuple[RSC, dict]:  # noqa: ANN001
-    """Rebuild an :class:`RSC` (eval mode) from a checkpoint; returns it and the checkpoint dict."""
+def load_rsc(path) -> tuple[RSC | ContextRSC, dict]:  # noqa: ANN001
+    """Rebuild an RSC of the recorded variant (eval mode) from a checkpoint; returns it and the checkpoint dict."""
     from . import checkpoint
 
     ckpt = checkpoint.load(path, "rsc")
     try:
-        rsc = RSC.from_config(ckpt["config"]["rsc"])
+        cfg = RSCConfig.from_dict(ckpt["config"]["rsc"])
+        if cfg.arch == "vfn2":
+            rsc = ContextRSC.from_config(cfg, VFN2Config.from_dict(ckpt["config"]["backbone"]))
+        elif cfg.arch == "vfn":
+            rsc = RSC.from_config(cfg)
+        else:
+            raise ValueError(f"unknown backbone architecture {cfg.arch!r}")
     except (KeyError, TypeError, ValueError) as e:
         raise checkpoint.CheckpointError(f"{path}: RSC config unreadable ({e})") from e
     checkpoint.load_state(rsc, ckpt["state_dict"], str(path))
     return rsc.eval(), ckpt
 
 
-def load_customized(path, backbone: VFN) -> CustomizedFusion:  # noqa: ANN001
-    """RSC checkpoint + the (already loaded) backbone -> :class:`CustomizedFusion` in eval mode.
+def load_customized(path, backbone: VFN | VFN2) -> CustomizedFusion | ContextCustomizedFusion:  # noqa: ANN001
+    """RSC checkpoint + the (already loaded) backbone -> customized fusion in eval mode.
 
-    Raises CheckpointError when the RSC was trained on a backbone of another configuration.
+    Raises CheckpointError (a UserError) when the RSC was trained on a backbone of another
+    architecture or configuration.
     """
     from . import checkpoint
 
-    require_vfn(backbone)
+    have = backbone.cfg.to_dict()
     rsc, ckpt = load_rsc(path)
+    if rsc.cfg.arch != have.get("arch", "vfn"):
+        raise checkpoint.CheckpointError(
+            f"{path}: this RSC customizes the '{rsc.cfg.arch}' backbone; the loaded backbone is "
+            f"'{have.get('arch', 'vfn')}'. Use an RSC trained on this backbone (`ivif train rsc "
+            "--set backbone=<its checkpoint>`), or customization 'vifa' or 'generic'.")
     want = ckpt["config"].get("backbone")
-    if want is not None and VFNConfig.from_dict(want) != backbone.cfg:
+    if want is not None and {"arch": rsc.cfg.arch, **want} != {"arch": rsc.cfg.arch, **have}:
         raise checkpoint.CheckpointError(f"{path}: RSC was trained on backbone config {want}, "
-                                         f"the loaded backbone has {backbone.cfg.to_dict()}")
-    return CustomizedFusion(backbone, rsc).eval()
+                                         f"the loaded backbone has {have}")
+    return customized_fusion(backbone, rsc).eval()

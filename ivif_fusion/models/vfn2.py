@@ -28,8 +28,9 @@ Structure (inputs thermal and visible luminance Y, (N, 1, H, W) in 0..1, any H, 
   the identity (a learned gain at zero, "ReZero"), so an untrained VFN2 outputs the mean of
   the two images and training starts from a stable point.
 
-The modalities are mixed at the input, so there are no per-modality encoder features: RSC,
-which customizes those, does not apply to this backbone (:mod:`ivif_fusion.models.rsc` refuses it).
+The modalities are mixed at the input, so there are no per-modality encoder features; RSC
+customizes the context path's wide low-resolution map ``z`` instead (:meth:`VFN2.encode_context`
+and :meth:`VFN2.decode_context` split the backbone there; :mod:`ivif_fusion.models.rsc_context`).
 """
 
 from __future__ import annotations
@@ -115,13 +116,24 @@ class ContextPath(nn.Module):
         self.up = nn.Conv2d(cfg.channels, cfg.detail * cfg.stride ** 2, 3, padding=1)
         self.shuffle = nn.PixelShuffle(cfg.stride)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """[thermal, Y] (N, 2, H, W) -> the wide low-resolution map z (N, channels, ceil(H/s), ceil(W/s))."""
         h, w = x.shape[-2:]
         s = self.stride
         # pad right/bottom to a multiple of the stride (replicate: no artificial edge), crop after
         x = F.pad(x, (0, (s - w % s) % s, 0, (s - h % s) % s), mode="replicate")
-        z = self.blocks(self.act(self.stem(x)))
-        return self.shuffle(self.up(z))[..., :h, :w]
+        return self.blocks(self.act(self.stem(x)))
+
+    def decode(self, z: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """z -> (N, detail, h, w): the 3x3 conv ``up``, the pixel shuffle and the crop back to the input size."""
+        return self.unfold(self.up(z), h, w)
+
+    def unfold(self, u: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """``up``'s output (N, detail * stride**2, h / s, w / s) -> (N, detail, h, w): pixel shuffle and crop."""
+        return self.shuffle(u)[..., :h, :w]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x), *x.shape[-2:])
 
 
 class FusionDecoder(nn.Module):
@@ -170,13 +182,28 @@ class VFN2(nn.Module):
 
     def shared_features(self, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Backbone up to the last shared map (N, detail + 1, H, W): what every head consumes."""
+        return self.decode_context(*self.encode_context(thermal, y), thermal, y)
+
+    def encode_context(self, thermal: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task-independent part: (z, detail), z the context path's wide low-resolution map
+        (after the residual blocks, before ``up``) and detail the full-resolution detail maps.
+        RSC customizes z (:mod:`ivif_fusion.models.rsc_context`)."""
         check_shape(thermal, 4, "VFN2 ir", 1)
         check_shape(y, 4, "VFN2 y", 1)
         if thermal.shape != y.shape:
             raise ValueError(f"VFN2: thermal {tuple(thermal.shape)} and luminance {tuple(y.shape)} differ")
         x = torch.cat([thermal, y], 1)
-        detail = self.detail(torch.cat([x, sobel_l1(x)], 1))
-        return self.decoder.features(self.context(x), detail, thermal, y)
+        return self.context.encode(x), self.detail(torch.cat([x, sobel_l1(x)], 1))
+
+    def decode_context(self, z: torch.Tensor, detail: torch.Tensor, thermal: torch.Tensor,
+                       y: torch.Tensor) -> torch.Tensor:
+        """(z, detail) -> the last shared map: the context path's upsampling, then the decoder's features."""
+        return self.finish_context(self.context.up(z), detail, thermal, y)
+
+    def finish_context(self, u: torch.Tensor, detail: torch.Tensor, thermal: torch.Tensor,
+                       y: torch.Tensor) -> torch.Tensor:
+        """``up(z)`` (before the pixel shuffle) and detail -> the last shared map."""
+        return self.decoder.features(self.context.unfold(u, *thermal.shape[-2:]), detail, thermal, y)
 
     def forward(self, thermal: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.shared_features(thermal, y))

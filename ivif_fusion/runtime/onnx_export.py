@@ -1,4 +1,4 @@
-"""ONNX export of the deployment graph (``ivif export onnx``) and of task networks.
+"""ONNX export of the deployment graph (``ivif export onnx``), of RSC graphs and of task networks.
 
 The deployment graph (:class:`~ivif_fusion.models.heads.MultiHeadFusion`: backbone once, one
 3x3-conv head per task) is exported as ONE graph with inputs ``ir`` and ``y`` ((N, 1, H, W)
@@ -219,6 +219,85 @@ def export_reference_onnx(module: Any, path: str | os.PathLike, output_name: str
                           dynamic_nhw([*INPUT_NAMES, output_name]), opset)
     _save_checked(model, path)
     return path
+
+
+# --------------------------------------------------------------------------- RSC graphs
+
+RSC_ONNX_NAME = "rsc.onnx"
+
+
+def rsc_task_graph(model: Any, tasks: list[str] | None = None) -> Any:
+    """``(ir, y) -> one fused Y per task``: a customized fusion (backbone + RSC) as one graph.
+
+    The backbone's task-independent part runs once, the RSC and the backbone's tail once per
+    task. No task descriptor is an input: each task uses the RSC's stored mean descriptor, as
+    the runtime pipeline does.
+    """
+    import torch
+
+    names = list(tasks or model.tasks)
+    missing = [t for t in names if t not in model.tasks]
+    if missing:
+        raise ExportError(f"the RSC has no task(s) {missing}; it has {list(model.tasks)}")
+
+    class RSCTasks(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, thermal: torch.Tensor, y: torch.Tensor) -> tuple:
+            outs = self.model.forward_tasks(thermal, y, dict.fromkeys(names))
+            return tuple(outs[t] for t in names)
+
+    return RSCTasks().eval(), names
+
+
+def export_rsc_onnx(model: Any, out_dir: str | os.PathLike, *, tasks: list[str] | None = None,
+                    source_files: list[str] | None = None, name: str = RSC_ONNX_NAME, opset: int = OPSET,
+                    trace_size: tuple[int, int] = (64, 80), slim: bool = True, verify: bool = True) -> OnnxExport:
+    """Export a customized fusion (:func:`ivif_fusion.models.rsc.load_customized`) to ``out_dir/name``.
+
+    Inputs ``ir``, ``y`` as in :func:`export_onnx`; one output per task, named after it; N, H, W
+    dynamic. Only the vfn2 (context) RSC exports: its per-sample mixing is a batched MatMul,
+    whereas the vfn RSC's per-sample kernels are conv groups over the batch (a trace-time
+    constant), so :class:`ExportError` for it (the pipeline runs it in torch). ``verify``
+    compares ONNX Runtime with torch at two sizes and batches and raises above 1e-4.
+    """
+    import onnx
+    import torch
+
+    import ivif_fusion
+
+    if model.rsc.cfg.arch == "vfn":
+        raise ExportError("the vfn RSC builds per-sample kernels as conv groups over the batch, which does not "
+                          "export with a dynamic batch; ONNX export supports the vfn2 (context) RSC")
+    graph, names = rsc_task_graph(model.eval(), tasks)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    h, w = trace_size
+    args = (torch.rand(1, 1, h, w), torch.rand(1, 1, h, w))
+    onnx_model = trace_to_onnx(graph, args, path.with_suffix(".trace.onnx"), list(INPUT_NAMES), names,
+                               dynamic_nhw([*INPUT_NAMES, *names]), opset, slim)
+    digest = weights_digest(graph)
+    sources = {str(p): file_sha256(p) for p in (source_files or []) if Path(p).is_file()}
+    config = {"backbone": model.backbone.cfg.to_dict(), "rsc": model.rsc.cfg.to_dict(), "outputs": names}
+    meta = {META_FORMAT: FORMAT, META_HEADS: json.dumps(names), META_CONFIG: json.dumps(config, sort_keys=True),
+            META_WEIGHTS: digest, META_SOURCES: json.dumps(sources, sort_keys=True)}
+    set_metadata(onnx_model, meta)
+    onnx_model.producer_name = "ivif_fusion"
+    onnx_model.producer_version = ivif_fusion.__version__
+    _save_checked(onnx_model, path)
+    parity = parity_check(graph, path, [(1, 96, 128), (2, 120, 72)]) if verify else {}
+    _check_parity(path, parity)
+    onnx_sha = file_sha256(path)
+    sidecar = _write_sidecar(path, {
+        "onnx": path.name, "onnx_sha256": onnx_sha, "opset": opset, "inputs": list(INPUT_NAMES), "outputs": names,
+        "dynamic_axes": {"N": "batch", "H": "height", "W": "width"},
+        "metadata": meta, "parity_max_abs_diff": parity, "slimmed": slim,
+        "note": "one fused Y per task from backbone + RSC; each task uses the RSC's stored mean descriptor"})
+    log.info("exported %s (tasks %s, weights %s...)", path, names, digest[:12])
+    return OnnxExport(path, sidecar, names, digest, onnx_sha, parity)
 
 
 # --------------------------------------------------------------------------- task networks

@@ -2,12 +2,15 @@
 
 Per step, on a batch of full-resolution crops with their boxes:
 
-1. the frozen backbone encodes both modalities once and makes the generic fused Y;
+1. the frozen backbone runs its task-independent part once (vfn: both encoders; vfn2: the
+   context blocks and the detail path) and makes the generic fused Y;
 2. per task: the task descriptor is the pooled ``features`` of the task network on the generic
    fused colour image (``descriptor: features``; with probability ``descriptor_dropout`` the
    RSC's stored mean descriptor is used instead, as at inference without a descriptor); the
-   RSC customizes the encoder features, the backbone fuses and decodes them, the visible
-   CbCr gives the colour image, and the frozen task network's loss is taken on it;
+   RSC customizes the backbone's features (vfn: the encoder features with :class:`RSC`; vfn2:
+   the context map with :class:`ContextRSC`, picked by the backbone's ``arch``), the backbone
+   finishes the fusion from them, the visible CbCr gives the colour image, and the frozen task
+   network's loss is taken on it;
 3. each task's objective is ``L_t + alpha * ReLU(L_t - L_ref) + w_fid * fusion_loss``
    (:func:`ivif_fusion.losses.rsc_task_loss`; ``L_ref`` the generic image's task loss on the same
    batch, or the previous step's loss), plus, when ``w_guard > 0``, the fidelity guard
@@ -47,7 +50,7 @@ from ..errors import UserError
 from ..losses import GUARD_METRICS, fidelity_guard, guard_reference, rsc_task_loss
 from ..metrics.fusion import MIN_SIDE
 from ..models import checkpoint
-from ..models.rsc import RSC, CustomizedFusion, pool_descriptor, save_rsc
+from ..models.rsc import customized_fusion, make_rsc, pool_descriptor, save_rsc
 from ..cagrad import CAGrad
 from ..paths import require_data_root, resolve
 from .run import CsvLog, cosine_lr, prepare_out, rsc_warmup, run_meta, seed_everything
@@ -250,9 +253,9 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
         with torch.no_grad():
             probe = torch.rand(1, 3, 64, 64, device=device)
             dims = {t: int(adapters[t].features(probe).shape[1]) for t in task_names}
-    rsc = RSC(backbone.cfg, task_names, dims, num_bases=cfg.num_bases, hidden=cfg.hidden, top_k=cfg.top_k,
-              gumbel=cfg.gumbel).to(device)
-    model = CustomizedFusion(backbone, rsc)
+    rsc = make_rsc(backbone.cfg, task_names, dims, num_bases=cfg.num_bases, hidden=cfg.hidden, top_k=cfg.top_k,
+                   gumbel=cfg.gumbel).to(device)
+    model = customized_fusion(backbone, rsc)
     opt = torch.optim.Adam(rsc.parameters(), lr=cfg.lr)
     mtl = CAGrad(rsc.parameters(), cfg.cagrad_c, cfg.cagrad_rescale)
 
@@ -290,8 +293,8 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
             for g in opt.param_groups:
                 g["lr"] = lr
             with torch.no_grad():
-                f_ir, f_vi = model.encode(thermal, y)
-                generic_y = model.fuse_decode(f_ir, f_vi)
+                parts = model.encode(thermal, y)  # the backbone's task-independent part, once
+                generic_y = model.fuse_decode(*parts)
                 generic = to_rgb(generic_y, cbcr)
             guard_ref = guard_reference(generic_y, thermal, y, guarded) if guarded else {}
             losses, row = [], {}
@@ -306,7 +309,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
                 if cfg.reference == "generic":
                     with torch.no_grad():
                         ref = judge.loss(generic, b["targets"])
-                fused = model.fuse_decode(*model.customize(f_ir, f_vi, t, desc))
+                fused = model.fuse_decode(*model.customize(*parts, t, desc))
                 task_loss = judge.loss(to_rgb(fused, cbcr), b["targets"])
                 parts = rsc_task_loss(task_loss, ref, fused, thermal, y, alpha=cfg.alpha, w_fid=cfg.w_fid)
                 drops = {}
