@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 from .errors import UserError
+from .paths import DEFAULT_BACKBONE
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ class TaskConfig:
 class PipelineConfig:
     """What runs on each synchronized pair."""
 
-    backbone_weights: str = param("models/vfn_msrs.pt", "Fusion backbone checkpoint (relative to the package share dir).")
+    backbone_weights: str = param(DEFAULT_BACKBONE, "Fusion backbone checkpoint (relative to the package share dir).")
     vifa_weights: str = param("", "VIFA checkpoint with one head per task (needed by tasks with customization: vifa).")
     rsc_weights: str = param("", "RSC checkpoint (needed by tasks with customization: rsc).")
     tasks: list = param(help="Tasks to run, each a TaskConfig mapping.",
@@ -197,10 +198,10 @@ class TrainFusionConfig(TrainRunConfig):
 
     datasets: list = param(help="Paired folders under the data root used for training (MSRS: train range only).",
                            factory=lambda: ["MSRS", "TNO", "RoadScene", "VIFB"])
-    arch: str = param("vfn", "Backbone architecture (docs/backbone_v2.md): vfn (full-resolution dense blocks) or vfn2 "
+    arch: str = param("vfn2", "Backbone architecture (docs/backbone_v2.md): vfn (full-resolution dense blocks) or vfn2 "
                              "(reduced-resolution context path + full-resolution detail path).", choices=("vfn", "vfn2"))
-    depth: int = param(2, "vfn: dilated dense blocks per encoder and in the decoder; vfn2: residual blocks of the "
-                          "context path (its default is 8; set it: the default here is vfn's).", min=1)
+    depth: int = param(0, "vfn: dilated dense blocks per encoder and in the decoder; vfn2: residual blocks of the "
+                          "context path; 0 = the architecture's default (vfn 2, vfn2 8).", min=0)
     crop: int = param(128, "Random crop size (pixels) of training samples.", min=16)
     batch_size: int = param(8, "Crops per optimisation step (global batch across processes).", min=1)
     samples_per_image: int = param(4, "Crops drawn per image per epoch.", min=1)
@@ -230,7 +231,8 @@ class TrainTaskConfig(TrainRunConfig):
     label_set: str = param("fusion", "MSRS box set (labels_det/<set>).", choices=("fusion", "infrared", "visible"))
     fusion: str = param("vfn", "Images the network is trained on: VFN-fused, pixel-max of IR and visible Y "
                                "(with visible colour), visible only or IR only.", choices=("vfn", "max", "visible", "ir"))
-    fusion_weights: str = param("models/vfn_msrs.pt", "VFN checkpoint used when fusion is 'vfn'.")
+    fusion_weights: str = param(DEFAULT_BACKBONE, "Backbone checkpoint (any arch) used when fusion is 'vfn' "
+                                                   "(the learned backbone).")
     arch: str = param("yolov8n.yaml", "Ultralytics model yaml (built from scratch, never a .pt download).")
     imgsz: int = param(320, "Training/inference size (long side, multiple of 32).", min=32)
     epochs: int = param(30, "Training epochs.", min=1)
@@ -258,7 +260,7 @@ class TrainRSCConfig(TrainRunConfig):
 
     dataset: str = param("MSRS", "Labelled paired folder (MSRS: train frame range only).")
     label_set: str = param("fusion", "MSRS box set (labels_det/<set>).", choices=("fusion", "infrared", "visible"))
-    backbone: str = param("models/vfn_msrs.pt", "Frozen backbone checkpoint (vfn or vfn2: the RSC variant follows its arch).")
+    backbone: str = param(DEFAULT_BACKBONE, "Frozen backbone checkpoint (vfn or vfn2: the RSC variant follows its arch).")
     tasks: list = param(help="Tasks to customize for: mappings {name, weights} (task network checkpoints), "
                              "optionally cross_fit: [one network per fold, trained with holdout_fold k/n]; then "
                              "the loss on fold-k pairs comes from network k (docs/rsc.md, cross-fitting).",
@@ -301,7 +303,7 @@ class TrainVifaConfig(TrainRunConfig):
     datasets: list = param(help="Paired folders used for training and key-channel selection (MSRS: train range "
                                 "only).", factory=lambda: ["MSRS"])
     max_side: int = param(640, "Images with a longer side are downscaled to this before cropping (0 = keep).", min=0)
-    teacher: str = param("models/vfn_msrs.pt", "Teacher VFN checkpoint: the student backbone starts from it and "
+    teacher: str = param(DEFAULT_BACKBONE, "Teacher backbone checkpoint: the student backbone starts from it and "
                                                "its key channels are distilled.")
     tasks: list = param(help="One head per task: mappings {name, reference, weights, rsc_task, fallback, w_int, "
                              "w_grad}; reference is a registered kind (teacher, vfn, rsc, finetune), see docs/vifa.md.",

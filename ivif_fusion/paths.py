@@ -31,6 +31,8 @@ def _find_share_dir() -> Path:
 SHARE_DIR = _find_share_dir()
 CONFIG_DIR = SHARE_DIR / "config"
 MODELS_DIR = SHARE_DIR / "models"
+# The shipped default fusion backbone (relative to the share dir): VFN2, docs/backbone_v2.md.
+DEFAULT_BACKBONE = "models/vfn2_msrs.pt"
 DEFAULT_DATA_ROOT = SHARE_DIR.parent / "shared" / "data" / "ivif"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..paths import DEFAULT_BACKBONE
+
 COMMAND = ("bench",)
 HELP = ("benchmark backbone torch vs ONNX Runtime (and vs a SeAFusion-architecture twin) and the 1/2/3-task "
         "pipeline (JSON + markdown in benchmarks/)")
@@ -18,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up frames")
     p.add_argument("--size", default="640x480", help="input size WxH")
     p.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime threads")
-    p.add_argument("--weights", default="", help="backbone checkpoint (default: models/vfn_msrs.pt if present, else random)")
+    p.add_argument("--weights", default="", help=f"backbone checkpoint (default: {DEFAULT_BACKBONE} if present, else random)")
     p.add_argument("--arch", action="append", default=[], metavar="ARCH[:KEY=VALUE,...]",
                    help="fusion: also time this backbone variant at random init in ONNX Runtime, in the same run "
                         "(repeatable), e.g. --arch vfn2 --arch vfn2:stride=2,channels=32")
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchOptions
     from ..bench import run as run_bench
     from ..errors import UserError
-    from ..paths import MODELS_DIR, SHARE_DIR
+    from ..paths import SHARE_DIR
 
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--designs takes shared and/or separate, got '{args.designs}'")
     if args.frames < 1 or args.warmup < 0 or args.threads < 1:
         raise UserError("--frames and --threads must be >= 1, --warmup >= 0")
-    weights = args.weights or (str(MODELS_DIR / "vfn_msrs.pt") if (MODELS_DIR / "vfn_msrs.pt").is_file() else "")
+    default = SHARE_DIR / DEFAULT_BACKBONE
+    weights = args.weights or (str(default) if default.is_file() else "")
     opts = BenchOptions(width=w, height=h, threads=args.threads, frames=args.frames, warmup=args.warmup,
                         weights=weights, archs=tuple(args.arch), task_networks=not args.no_task_networks,
                         designs=tuple(d.strip() for d in args.designs.split(",") if d.strip()),

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import DEFAULT_BACKBONE
+
 COMMAND = ("eval", "tasks")
 HELP = "task metric (mAP / mIoU) and fusion metrics of each task network on single-modality and fused inputs"
 SHIPPED_RSC = "models/rsc_det_msrs.pt"  # the default task-customized column
@@ -22,7 +24,7 @@ def _name_path(s: str) -> tuple[str, str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", action="append", type=_name_path, default=[], metavar="NAME=CKPT",
                    help="task network checkpoint (repeatable; default: detection=models/yolo_det_msrs.pt)")
-    p.add_argument("--backbone", default="models/vfn_msrs.pt",
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE,
                    help="generic fusion backbone; when missing, pixel-max fusion is used and labelled as such")
     p.add_argument("--input", action="append", type=_name_path, default=[], metavar="NAME=CKPT",
                    help=f"extra input column from a checkpoint, e.g. rsc={SHIPPED_RSC} (repeatable; default: "

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..colour import luminance, recombine
 from ..errors import UserError
-from ..paths import resolve
+from ..paths import DEFAULT_BACKBONE, resolve
 
 InputFn = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
 #: kind of a checkpoint -> loader(path, backbone_path) -> InputFn
@@ -30,12 +30,12 @@ class InputError(UserError):
     """An input cannot be made: unknown fusion mode or checkpoint kind, missing weights, unknown task."""
 
 
-def make_fuser(mode: str, weights: str | Path = "models/vfn_msrs.pt",
+def make_fuser(mode: str, weights: str | Path = DEFAULT_BACKBONE,
                device: str = "cpu") -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``f(ir (H, W), vi (H, W, 3)) -> (H, W, 3)`` float32 RGB 0..1 for a fusion mode.
 
     ``max``: pixel-wise max of IR and visible Y, recombined with the visible colour;
-    ``vfn``: the VFN backbone's fused Y recombined with the visible colour;
+    ``vfn``: the learned backbone's fused Y (VFN or VFN2) recombined with the visible colour;
     ``visible`` / ``ir``: one modality only (IR as grey RGB).
     """
     if mode == "visible":

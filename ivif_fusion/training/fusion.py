@@ -74,7 +74,7 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
         images, ids = load_training_images(cfg.data_root, cfg.datasets, cfg.max_side, progress and rank0)
     ids = ids or [str(i) for i in range(len(images))]
 
-    model = build_backbone(cfg.arch, depth=cfg.depth).to(device)
+    model = build_backbone(cfg.arch, **({"depth": cfg.depth} if cfg.depth else {})).to(device)
     if cfg.init and not cfg.resume:
         start = checkpoint.load(resolve(cfg.init), "vfn")
         checkpoint.load_state(model, start["state_dict"], cfg.init)
