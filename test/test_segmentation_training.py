@@ -61,6 +61,11 @@ def test_segmenter_round_trip_on_real_pairs_with_pseudo_masks(tmp_path: Path) ->
     with open(tmp_path / "run" / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(0 <= float(r["val_mIoU_objects"]) <= 1 for r in rows)
+    from ivif_fusion.training.segmentation import model_card
+
+    card = model_card(path)
+    assert "box-supervised pseudo-masks" in card and "not MSRS segmentation mIoU" in card
+    assert f"| MSRS val | 1 | {100 * val['mIoU_objects']:.1f} |" in card
     # the loaded network predicts a mask of the input size with ids of the MSRS label set
     from ivif_fusion.data.readers import FlatReader
 

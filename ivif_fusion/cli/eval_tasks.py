@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         data.targets[name] = mask_targets(resolve(masks_dir), data)
         notes.append(f"Task `{name}`: ground truth {masks_dir}, {MASKS_NOTE}. mIoU car/person/bike is the mean IoU "
                      "of the three object classes; mIoU incl. background adds class 0 (`unlabelled`, the background "
-                     "of the masks); pixels marked 255 (ignore) are not counted.")
+                     "of the masks); pixels marked 255 (ignore) are not counted; a class in neither the masks nor the "
+                     "predictions (n/a) is left out of both means.")
     for name, _ in det:
         boxes = np.concatenate([np.asarray(t).reshape(-1, 5) for t in data.targets[name]])
         per = ", ".join(f"{c} {int((boxes[:, 0] == k).sum())}" for k, c in enumerate(tasks[name].classes))

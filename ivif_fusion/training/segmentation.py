@@ -290,3 +290,45 @@ def train_segmenter(cfg: TrainTaskConfig, progress: bool = True, max_steps: int 
     (out / "metrics.json").write_text(json.dumps(meta, indent=1))
     return path
 
+
+
+def model_card(path: str | Path, shipped_as: str = "models/unet_seg_msrs.pt") -> str:
+    """Markdown model-card section of a segmentation checkpoint, generated from its ``meta`` (never retyped)."""
+    seg = SmallSegmenter.from_checkpoint(path)
+    meta, tc = seg.meta(), seg.meta().get("train_config", {})
+    n_params = sum(p.numel() for p in seg.model.parameters())
+    data = meta.get("data", {}).get("MSRS", {})
+    fused = {"vfn": f"generic fusion by `{tc.get('fusion_weights')}` (fused Y with the visible colour: what the "
+                    "pipeline feeds a task network)",
+             "max": "pixel-max of IR and visible Y with the visible colour"}.get(tc.get("fusion"), f"{tc.get('fusion')} only")
+    lines = [
+        f"## Segmentation: {Path(shipped_as).name}", "",
+        "**Trained and scored on box-supervised pseudo-masks, not on human segmentation labels.** The shared "
+        "data has detection boxes only; `ivif data masks` turns them into masks (GrabCut inside each box, 255 where "
+        "the method is unsure; docs/pseudo_masks.md). **The mIoU below measures agreement with that method, not "
+        "MSRS segmentation mIoU**, and must not be compared with published MSRS/MFNet figures.", "",
+        f"- File: `{shipped_as}` (kind `task-segmentation`, {n_params / 1e6:.3f} M parameters): a small U-Net "
+        f"(width {seg.cfg.width}, stride-8 bottleneck) predicting ids {', '.join(f'{i} {c}' for i, c in enumerate(seg.classes))}: "
+        "the first ids of the MSRS/MFNet label set (0 is the background of the pseudo-masks). Load with "
+        "`ivif_fusion.tasks.load_task`; input RGB of any size, output an (H, W) uint8 mask of the input size.",
+        f"- Training images: {fused}; MSRS train range (frames 131-1399, {data.get('train')} pairs), epoch selected "
+        f"on the val range (frames 1400+, {data.get('val')} pairs); eval-20 and the guard band never used.",
+        f"- Targets: `{tc.get('masks_dir')}` (`ivif data masks --dataset MSRS --out {tc.get('masks_dir')}`).",
+        f"- Recipe: {tc.get('epochs')} epochs of one {tc.get('seg_crop')} px crop per training pair "
+        f"({tc.get('seg_object_crops')} of them centred on an object pixel, horizontal flips), batch {tc.get('batch_size')}, "
+        f"AdamW lr {tc.get('seg_lr')} (cosine), cross-entropy ignoring 255 with `{tc.get('seg_class_weights')}` class "
+        f"weights {meta.get('class_weights')} (training pixel fractions {meta.get('class_pixel_fraction')}); "
+        f"seed {tc.get('seed')}, {tc.get('threads')} threads, device {tc.get('device')}; best epoch {meta.get('best_epoch')}.",
+        f"- Time: {meta.get('train_seconds', 0) / 60:.1f} min training (+{meta.get('prepare_seconds', 0) / 60:.1f} min "
+        "fusing/caching images and loading masks) on a shared 2-core CPU.",
+        f"- Command: `{meta.get('command')}`" + (f", then `cp {tc.get('out')}/unet_seg.pt {shipped_as}`." if tc.get("out") else "."),
+        "", "| split | pairs | mIoU car/person/bike (%) | mIoU incl. background (%) | "
+        + " | ".join(f"IoU {c} (%)" for c in seg.classes) + " | pixel accuracy (%) |",
+        "|" + "---|" * (5 + len(seg.classes)),
+    ]
+    for split, m in meta.get("metrics", {}).items():
+        lines.append(f"| {split} | {m['images']} | {100 * m['mIoU_objects']:.1f} | {100 * m['mIoU_all']:.1f} | "
+                     + " | ".join(f"{100 * m['IoU'][c]:.1f}" for c in seg.classes) + f" | {100 * m['pixel_accuracy']:.1f} |")
+    lines += ["", f"Metric: {meta.get('metric_note', '')}. `ivif eval tasks --task segmentation={shipped_as}` scores IR, "
+              "visible, pixel-max and fused inputs on MSRS eval-20 against the same kind of masks.", ""]
+    return "\n".join(lines)
