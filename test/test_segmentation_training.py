@@ -61,6 +61,20 @@ def test_segmenter_round_trip_on_real_pairs_with_pseudo_masks(tmp_path: Path) ->
     with open(tmp_path / "run" / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(0 <= float(r["val_mIoU_objects"]) <= 1 for r in rows)
+    # an interrupted run (stopped after epoch 1) resumed from its last_state.pt ends with the same weights
+    import dataclasses
+
+    import torch
+
+    part = dataclasses.replace(cfg, out=str(tmp_path / "part"))
+    train_segmenter(part, progress=False, max_steps=1)
+    resumed = train_segmenter(dataclasses.replace(part, resume=str(tmp_path / "part" / "last_state.pt")),
+                              progress=False)
+    a, b = checkpoint.load(path)["state_dict"], checkpoint.load(resumed)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with open(tmp_path / "part" / "log.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+
     from ivif_fusion.training.segmentation import model_card
 
     card = model_card(path)
