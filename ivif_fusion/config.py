@@ -235,8 +235,8 @@ class TrainTaskConfig(TrainRunConfig):
                                                    "(the learned backbone).")
     arch: str = param("yolov8n.yaml", "Ultralytics model yaml (built from scratch, never a .pt download).")
     imgsz: int = param(320, "Training/inference size (long side, multiple of 32).", min=32)
-    epochs: int = param(30, "Training epochs.", min=1)
-    batch_size: int = param(8, "Images per step.", min=1)
+    epochs: int = param(30, "Training epochs (segmentation: one crop of every training pair per epoch).", min=1)
+    batch_size: int = param(8, "Images (segmentation: crops) per step.", min=1)
     nbs: int = param(8, "Ultralytics nominal batch: gradients are accumulated to it (= batch_size: one "
                         "optimizer step per batch, which short runs need).", min=1)
     warmup_epochs: float = param(1.0, "Learning-rate warmup epochs (ultralytics uses at least 100 iterations).",
@@ -250,8 +250,23 @@ class TrainTaskConfig(TrainRunConfig):
     holdout_fold: str = param("", "Cross-fitting: 'k/n' leaves fold k of n (data.splits.cross_fit_fold) out of "
                                   "the training pairs, so that an RSC can learn from this network's loss on "
                                   "images it never saw (empty: train on all).")
+    masks_dir: str = param("", "Segmentation: folder of class-id masks named like the MSRS pairs (<name>.png; 0 "
+                               "background, 1 car, 2 person, 3 bike, 255 ignore), e.g. written by `ivif data masks "
+                               "--out DIR` (box-supervised pseudo-masks, docs/pseudo_masks.md). Required for "
+                               "task 'segmentation'.")
+    seg_width: int = param(16, "Segmentation: U-Net base width (channels of the full-resolution stage).", min=4)
+    seg_crop: int = param(256, "Segmentation: square training crop side (pixels, multiple of 8).", min=32)
+    seg_object_crops: float = param(0.5, "Segmentation: fraction of training crops centred on a random object pixel "
+                                         "(car/person/bike); the rest are uniform random crops.", min=0.0, max=1.0)
+    seg_class_weights: str = param("sqrt_inverse", "Segmentation: cross-entropy class weights from the training "
+                                                   "masks' pixel frequencies f_c: none, 1/sqrt(f_c) or 1/f_c, scaled so "
+                                                   "the frequency-weighted mean weight is 1.",
+                                   choices=("none", "sqrt_inverse", "inverse"))
+    seg_lr: float = param(2e-3, "Segmentation: AdamW learning rate (cosine decay to 5 %, 5 % warm-up).", min=0.0)
+    resume: str = param("", "Segmentation: resume from this training-state file (<out>/last_state.pt).")
     cache_dir: str = param("runs/task_data", "Where fused training images and the ultralytics data yaml are cached.")
-    out: str = param("runs/task_detection", "Output folder: ultralytics run and the converted checkpoint.")
+    out: str = param("runs/task_detection", "Output folder: ultralytics run and the converted checkpoint "
+                                            "(segmentation: unet_seg.pt, log.csv).")
 
 
 @dataclass

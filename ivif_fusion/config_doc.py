@@ -27,7 +27,8 @@ def configuration_doc() -> str:
                  "`kind`: detection, segmentation or fusion (fused image only). `customization`: generic "
                  "(the backbone's head), vifa (a VIFA head) or rsc (RSC-customized encoders).\n\n")
     doc += table(C.TrainFusionConfig, "`ivif train fusion`: `config/train_fusion.yaml`")
-    for name, title in (("TrainTaskConfig", "`ivif train task`: `config/train_task_detection.yaml`"),
+    for name, title in (("TrainTaskConfig", "`ivif train task`: `config/train_task_detection.yaml`, "
+                                            "`config/train_task_segmentation.yaml`"),
                         ("TrainRSCConfig", "`ivif train rsc`: `config/train_rsc.yaml`"),
                         ("TrainVifaConfig", "`ivif train vifa`: `config/train_vifa.yaml`")):
         cls = getattr(C, name, None)

@@ -25,6 +25,7 @@ def test_every_parameter_has_a_description():
 
 
 TRAIN_CONFIGS = {"train_fusion.yaml": "TrainFusionConfig", "train_task_detection.yaml": "TrainTaskConfig",
+                 "train_task_segmentation.yaml": "TrainTaskConfig",
                  "train_rsc.yaml": "TrainRSCConfig", "train_vifa.yaml": "TrainVifaConfig"}
 
 
@@ -43,6 +44,7 @@ def test_training_configs_share_the_run_fields_with_flat_keys(fname):
     assert (cfg.seed, cfg.threads) == (5, 1)
     # each job keeps its own output folder default
     assert cls().out == {"train_fusion.yaml": "runs/fusion", "train_task_detection.yaml": "runs/task_detection",
+                         "train_task_segmentation.yaml": "runs/task_detection",
                          "train_rsc.yaml": "runs/rsc", "train_vifa.yaml": "runs/vifa"}[fname]
     with pytest.raises(C.ConfigError, match="did you mean 'seed'"):
         C.from_dict(cls, {"sead": 1})

@@ -238,13 +238,6 @@ def test_fusers_and_class_map() -> None:
         ClassMap.onto(["dog"], ["person"], "X")
 
 
-def test_segmentation_training_says_there_are_no_labels(capsys: pytest.CaptureFixture) -> None:
-    from ivif_fusion.cli import main
-
-    assert main(["train", "task", "--task", "segmentation"]) == 1
-    assert "no segmentation labels" in capsys.readouterr().err
-
-
 def test_evaluate_tasks_table_with_extra_column(det: YoloDetector) -> None:
     from ivif_fusion.tasks.evaluation import EvalSet, evaluate_tasks, results_markdown
 

@@ -11,6 +11,8 @@ from ..paths import DEFAULT_BACKBONE
 
 COMMAND = ("eval", "tasks")
 HELP = "task metric (mAP / mIoU) and fusion metrics of each task network on single-modality and fused inputs"
+MASKS_NOTE = ("box-supervised pseudo-masks (docs/pseudo_masks.md): mIoU against them measures agreement with that "
+              "method, not MSRS segmentation mIoU")
 SHIPPED_RSC = "models/rsc_det_msrs.pt"  # the default task-customized column
 
 
@@ -33,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="MSRS split: the 20 held-out pairs (eval-20) or the validation range")
     p.add_argument("--label-set", default="fusion", choices=("fusion", "infrared", "visible"),
                    help="MSRS box set used as ground truth for every input")
+    p.add_argument("--masks-dir", default="",
+                   help="class-id masks of the segmentation tasks (<name>.png); default: the masks_dir each "
+                        "segmenter was trained with (its checkpoint's train_config)")
     p.add_argument("--data-root", default="", help="data root (empty: $IVIF_DATA or ../shared/data/ivif)")
     p.add_argument("--no-fusion-metrics", action="store_true", help="skip the fusion metrics (faster)")
     p.add_argument("--out", default="docs/results_tasks.md", help="markdown results table")
@@ -41,9 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..models.checkpoint import CheckpointError
+    from ..errors import UserError
     from ..paths import require_data_root, resolve
     from ..tasks import load_task
-    from ..tasks.evaluation import EvalTasksError, evaluate_tasks, msrs_eval_set, write_results
+    from ..tasks.evaluation import EvalTasksError, evaluate_tasks, mask_targets, msrs_eval_set, write_results
     from ..tasks.inputs import input_from_checkpoint, standard_inputs
 
     specs = args.task or [("detection", "models/yolo_det_msrs.pt")]
@@ -71,15 +77,31 @@ def run(args: argparse.Namespace) -> int:
     if not extra and backbone is not None and resolve(SHIPPED_RSC).is_file():
         extra = [("task-customized (RSC)", SHIPPED_RSC)]
     for name, path in extra:
-        inputs[name] = input_from_checkpoint(resolve(path), backbone)
-    # the shared data has boxes only: detection tasks get MSRS boxes, other tasks are reported as skipped
+        try:
+            inputs[name] = input_from_checkpoint(resolve(path), backbone)
+        except UserError as e:
+            if args.input:
+                raise
+            notes.append(f"Default column '{name}' left out: {e}")
+    # detection tasks get the MSRS boxes, segmentation tasks the masks of their masks_dir
     det = [(n, a) for n, a in tasks.items() if a.TASK == "detection"]
-    if not det:
-        raise EvalTasksError("no detection task given: the shared data has no ground truth for other tasks")
-    data = msrs_eval_set(root, det[0][1].classes, args.split, args.label_set, task=det[0][0])
+    seg = [(n, a) for n, a in tasks.items() if a.TASK == "segmentation"]
+    if not det and not seg:
+        raise EvalTasksError("no detection or segmentation task given: nothing has ground truth here")
+    data = msrs_eval_set(root, det[0][1].classes if det else None, args.split, args.label_set,
+                         task=det[0][0] if det else None)
     for name, a in det[1:]:
         data.targets[name] = msrs_eval_set(root, a.classes, args.split, args.label_set, name).targets[name]
-    for name in data.targets:
+    for name, a in seg:
+        masks_dir = args.masks_dir or (a.meta().get("train_config") or {}).get("masks_dir", "")
+        if not masks_dir:
+            raise EvalTasksError(f"task '{name}': no mask folder; pass --masks-dir DIR (e.g. from `ivif data masks`)")
+        data.targets[name] = mask_targets(resolve(masks_dir), data)
+        notes.append(f"Task `{name}`: ground truth {masks_dir}, {MASKS_NOTE}. mIoU car/person/bike is the mean IoU "
+                     "of the three object classes; mIoU incl. background adds class 0 (`unlabelled`, the background "
+                     "of the masks); pixels marked 255 (ignore) are not counted; a class in neither the masks nor the "
+                     "predictions (n/a) is left out of both means.")
+    for name, _ in det:
         boxes = np.concatenate([np.asarray(t).reshape(-1, 5) for t in data.targets[name]])
         per = ", ".join(f"{c} {int((boxes[:, 0] == k).sum())}" for k, c in enumerate(tasks[name].classes))
         notes.append(f"Task `{name}`: {len(boxes)} boxes in {len(data.names)} pairs ({per}); with so few boxes, "
@@ -95,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
                  f"({args.backbone}) Y with the visible colour.")
     results = write_results(
         evaluate_tasks(tasks, inputs, data, with_fusion_metrics=not args.no_fusion_metrics), args.out, args.json,
-        notes=notes + [f"Ground truth: MSRS `labels_det/{args.label_set}` boxes for every input; mAP by pycocotools "
-                       "(COCOeval, score threshold 0.001, IoU 0.50 and 0.50:0.95).",
+        notes=notes + ([f"Ground truth: MSRS `labels_det/{args.label_set}` boxes for every input; mAP by pycocotools "
+                        "(COCOeval, score threshold 0.001, IoU 0.50 and 0.50:0.95)."] if det else []) + [
                        "Fusion metrics: mean over the pairs, computed on the input image against the IR and "
                        "visible sources (ivif_fusion.metrics.fusion)."])
     md, js = results

@@ -140,6 +140,22 @@ def _box_row(name: str, b: BoxFill) -> dict:
             "status": b.status}
 
 
+def read_mask(folder: str | Path, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The (H, W) uint8 class-id mask ``<folder>/<name>.png``; a clear error when missing, not a
+    single-channel 8-bit image, or not of ``shape``."""
+    import cv2
+
+    path = Path(folder) / f"{Path(name).stem}.png"
+    if not path.is_file():
+        raise PseudoMaskError(f"no mask {path} (write masks with `ivif data masks --out {folder}`)")
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None or m.ndim != 2 or m.dtype != np.uint8:
+        raise PseudoMaskError(f"{path}: not a single-channel 8-bit mask")
+    if shape is not None and m.shape != tuple(shape):
+        raise PseudoMaskError(f"{path}: mask is {m.shape}, its pair is {tuple(shape)}")
+    return m
+
+
 def load_pair(record) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001 - a readers.Record
     """Thermal (H, W) and visible (H, W, 3) of a record, as floats 0..1."""
     return normalize_thermal(read_image(record.thermal)), normalize_visible(read_image(record.visible))

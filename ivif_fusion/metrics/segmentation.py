@@ -9,6 +9,8 @@ absent from the ground truth has IoU 0 and counts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -58,10 +60,11 @@ def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_
     return conf
 
 
-def miou(conf: np.ndarray) -> tuple[float, np.ndarray]:
+def miou(conf: np.ndarray, classes: Sequence[int] | None = None) -> tuple[float, np.ndarray]:
     """Mean IoU and per-class IoU (float64, NaN for classes absent from both gt and prediction).
 
-    The mean is over the classes with a defined IoU; NaN when no class has any pixel.
+    The mean is over the classes with a defined IoU (only those of ``classes`` when given, e.g.
+    the object classes without the background); NaN when none has any pixel.
 
     >>> m, per = miou(np.array([[2, 1], [0, 1]]))
     >>> round(m, 4), per.round(4).tolist()
@@ -75,6 +78,10 @@ def miou(conf: np.ndarray) -> tuple[float, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, tp / union, np.nan)
     valid = ~np.isnan(iou)
+    if classes is not None:
+        chosen = np.zeros_like(valid)
+        chosen[list(classes)] = True
+        valid &= chosen
     return (float(iou[valid].mean()) if valid.any() else float("nan")), iou
 
 

@@ -1,8 +1,8 @@
 """Semantic segmentation task: a compact U-Net-style encoder-decoder behind the adapter interface.
 
-No model is shipped: the shared data holds no segmentation labels (MSRS/MFNet masks are not
-available here, see models/README.md). The adapter is complete and tested on synthetic masks
-so that a segmentation task can be trained as soon as class-id masks exist.
+The shared data holds no segmentation labels (MSRS/MFNet masks are not available here): the
+network is trained on box-supervised pseudo-masks (``ivif data masks``, docs/pseudo_masks.md) by
+``ivif train task --task segmentation`` (:mod:`ivif_fusion.training.segmentation`).
 
 Network (``width`` w): three stride-2 stages (w, 2w, 4w channels; conv-BN-ReLU x2 each) after a
 stem, a bottleneck at stride 8 (the task descriptor returned by ``features``), and a decoder that
@@ -149,7 +149,12 @@ class SmallSegmenter(TaskAdapter):
         return self.model.encode(x)[-1]
 
     def evaluate(self, images: Sequence[Any], targets: Sequence[Any], batch_size: int = 4) -> dict:
-        """mIoU, per-class IoU and pixel accuracy from a confusion matrix over all images."""
+        """mIoU, per-class IoU and pixel accuracy from a confusion matrix over all images.
+
+        ``mIoU``: mean over every class with pixels (MFNet convention, background included);
+        ``mIoU_objects``: mean over the classes other than 0 (the background), which dominates the
+        pixels and would hide how well the objects are segmented.
+        """
         from ..metrics.segmentation import confusion_matrix, miou, pixel_accuracy
 
         if len(images) != len(targets):
@@ -160,5 +165,6 @@ class SmallSegmenter(TaskAdapter):
             pred = self.predict(images[i] if not isinstance(images, torch.Tensor) else images[i:i + 1])[0]
             confusion_matrix(pred, np.asarray(targets[i]), k, self.cfg.ignore_index, conf)
         m, per = miou(conf)
-        return {"mIoU": m, "IoU": {n: float(v) for n, v in zip(self.cfg.classes, per, strict=True)},
+        m_objects, _ = miou(conf, range(1, k))
+        return {"mIoU": m, "mIoU_objects": m_objects, "IoU": {n: float(v) for n, v in zip(self.cfg.classes, per, strict=True)},
                 "pixel_accuracy": pixel_accuracy(conf), "images": len(images)}
