@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ivif_fusion.config import TrainRSCConfig
+from ivif_fusion.train_config import TrainRSCConfig
 from ivif_fusion.models import checkpoint
 from ivif_fusion.paths import resolve
 from ivif_fusion.tasks import load_task

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from . import config as C
+from . import train_config as TC
 
 
 def configuration_doc() -> str:
@@ -26,14 +27,12 @@ def configuration_doc() -> str:
     doc += table(C.TaskConfig, "A task entry (`pipeline.tasks[*]`)",
                  "`kind`: detection, segmentation or fusion (fused image only). `customization`: generic "
                  "(the backbone's head), vifa (a VIFA head) or rsc (RSC-customized encoders).\n\n")
-    doc += table(C.TrainFusionConfig, "`ivif train fusion`: `config/train_fusion.yaml`")
+    doc += table(TC.TrainFusionConfig, "`ivif train fusion`: `config/train_fusion.yaml`")
     for name, title in (("TrainTaskConfig", "`ivif train task`: `config/train_task_detection.yaml`, "
                                             "`config/train_task_segmentation.yaml`"),
                         ("TrainRSCConfig", "`ivif train rsc`: `config/train_rsc.yaml`"),
                         ("TrainVifaConfig", "`ivif train vifa`: `config/train_vifa.yaml`")):
-        cls = getattr(C, name, None)
-        if cls is not None:
-            doc += table(cls, title)
+        doc += table(getattr(TC, name), title)
     return doc.rstrip() + "\n"
 
 

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from ivif_fusion import config as C
+from ivif_fusion import train_config as TC
 from ivif_fusion.paths import CONFIG_DIR
 
 
@@ -19,7 +20,7 @@ def test_shipped_runtime_config_loads_and_covers_every_key():
 
 
 def test_every_parameter_has_a_description():
-    for cls in (C.RuntimeConfig, C.TrainFusionConfig, C.TaskConfig):
+    for cls in (C.RuntimeConfig, TC.TrainFusionConfig, C.TaskConfig):
         for name, _tp, _default, helptext in C.describe(cls):
             assert helptext.strip(), f"{cls.__name__}.{name} has no description"
 
@@ -31,8 +32,8 @@ TRAIN_CONFIGS = {"train_fusion.yaml": "TrainFusionConfig", "train_task_detection
 
 @pytest.mark.parametrize("fname", sorted(TRAIN_CONFIGS))
 def test_training_configs_share_the_run_fields_with_flat_keys(fname):
-    cls = getattr(C, TRAIN_CONFIGS[fname])
-    assert issubclass(cls, C.TrainRunConfig)
+    cls = getattr(TC, TRAIN_CONFIGS[fname])
+    assert issubclass(cls, TC.TrainRunConfig)
     run_keys = {"data_root", "seed", "threads", "device", "out"}
     assert run_keys <= {f.name for f in dataclasses.fields(cls)}
     for name, _tp, _default, helptext in C.describe(cls):

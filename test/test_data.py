@@ -182,7 +182,7 @@ def test_shared_splits_give_the_same_pairs_boxes_and_classes(data_root, key) -> 
 
 
 def test_rsc_and_fusion_jobs_read_the_same_pairs(data_root) -> None:  # noqa: ANN001
-    from ivif_fusion.config import TrainFusionConfig, TrainRSCConfig
+    from ivif_fusion.train_config import TrainFusionConfig, TrainRSCConfig
     from ivif_fusion.data.shared import class_boxes, open_shared, split_items
     from ivif_fusion.training.rsc import load_labelled_pairs
 

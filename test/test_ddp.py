@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
 import sys, numpy as np
-from ivif_fusion.config import TrainFusionConfig
+from ivif_fusion.train_config import TrainFusionConfig
 from ivif_fusion.training.fusion import train
 rng = np.random.default_rng(0)
 imgs = [np.stack([(rng.random((40, 48)) * 255).astype(np.uint8), (rng.random((40, 48)) * 255).astype(np.uint8)])

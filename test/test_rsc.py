@@ -276,7 +276,8 @@ class TinyDetector(TinyTask):
 def _tiny_training(tmp_path, name, **over):
     import numpy as np
 
-    from ivif_fusion.config import TrainRSCConfig, load
+    from ivif_fusion.config import load
+    from ivif_fusion.train_config import TrainRSCConfig
     from ivif_fusion.training.rsc import LabelledPair, train
 
     rng = np.random.default_rng(0)
@@ -399,7 +400,8 @@ def test_cross_fitting_judges_each_fold_with_the_network_that_never_saw_it(tmp_p
     import numpy as np
 
     import ivif_fusion.tasks as tasks_mod
-    from ivif_fusion.config import TrainRSCConfig, load
+    from ivif_fusion.config import load
+    from ivif_fusion.train_config import TrainRSCConfig
     from ivif_fusion.training.rsc import LabelledPair, RSCTrainingError, train
 
     judges, paths = {}, []

@@ -89,7 +89,8 @@ def test_training_steps_change_the_output_with_finite_losses(tmp_path, shipped_v
 
     from test_rsc import TinyDetector
 
-    from ivif_fusion.config import TrainRSCConfig, load
+    from ivif_fusion.config import load
+    from ivif_fusion.train_config import TrainRSCConfig
     from ivif_fusion.training.rsc import LabelledPair, train
 
     rng = np.random.default_rng(0)

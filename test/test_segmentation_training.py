@@ -33,7 +33,7 @@ def _mini_msrs(tmp_path: Path) -> Path:
 
 def test_segmenter_round_trip_on_real_pairs_with_pseudo_masks(tmp_path: Path) -> None:
     from ivif_fusion.cli import main
-    from ivif_fusion.config import TrainTaskConfig
+    from ivif_fusion.train_config import TrainTaskConfig
     from ivif_fusion.models import checkpoint
     from ivif_fusion.tasks import load_task
     from ivif_fusion.tasks.inputs import make_fuser

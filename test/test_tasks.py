@@ -320,7 +320,8 @@ def test_shipped_detector_on_real_pairs(msrs_root) -> None:  # noqa: ANN001
 
 
 def test_model_card_is_generated_from_checkpoint_meta(tmp_path) -> None:  # noqa: ANN001
-    from ivif_fusion.config import TrainTaskConfig, to_dict
+    from ivif_fusion.config import to_dict
+    from ivif_fusion.train_config import TrainTaskConfig
     from ivif_fusion.training.task import model_card
 
     det = YoloDetector(DetectorConfig(imgsz=320))
@@ -357,7 +358,7 @@ def _fake_root(tmp_path):  # noqa: ANN001, ANN202
 def test_yolo_dataset_folder_respects_splits_and_maps_classes(tmp_path) -> None:  # noqa: ANN001
     import yaml
 
-    from ivif_fusion.config import TrainTaskConfig
+    from ivif_fusion.train_config import TrainTaskConfig
     from ivif_fusion.training.task import build_yolo_dataset
 
     root = _fake_root(tmp_path)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ivif_fusion.config import TrainFusionConfig
+from ivif_fusion.train_config import TrainFusionConfig
 from ivif_fusion.models import checkpoint
 from ivif_fusion.training.fusion import ShardedBatches, train
 from ivif_fusion.training.run import CropDataset
@@ -127,7 +127,7 @@ def test_cosine_lr_keeps_each_jobs_warmup():
 def test_run_folder_log_and_meta(tmp_path):
     import yaml
 
-    from ivif_fusion.config import TrainRSCConfig
+    from ivif_fusion.train_config import TrainRSCConfig
     from ivif_fusion.training.run import CsvLog, prepare_out, run_meta
 
     cfg = TrainRSCConfig(out=str(tmp_path / "run"), seed=7)

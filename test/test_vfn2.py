@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ivif_fusion.bench.variants import VariantError, parse_variant
-from ivif_fusion.config import TrainFusionConfig, runtime_defaults
+from ivif_fusion.config import runtime_defaults
+from ivif_fusion.train_config import TrainFusionConfig
 from ivif_fusion.errors import UserError
 from ivif_fusion.models import checkpoint
 from ivif_fusion.models.backbones import UnknownArchitecture, arch_of, backbone_from_config, build_backbone, conv_macs

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ivif_fusion.config import TrainVifaConfig, runtime_defaults
+from ivif_fusion.config import runtime_defaults
+from ivif_fusion.train_config import TrainVifaConfig
 from ivif_fusion.key_channels import (SelectionOptions, channel_entropy, cluster_channels, report_markdown,
                                       select_from_features)
 from ivif_fusion.metrics.fsim import fsim, pairwise_fsim

@@ -69,7 +69,7 @@ def training_verb(config_name: str, config_class: str, job: str, *, options: tup
                   extra_arguments: Any = None, **flags: bool) -> tuple[Any, Any]:
     """``(add_arguments, run)`` of an `ivif train <job>` command module.
 
-    ``config_class`` (a name in :mod:`ivif_fusion.config`) and ``ivif_fusion.training.<job>`` are
+    ``config_class`` (a name in :mod:`ivif_fusion.train_config`) and ``ivif_fusion.training.<job>`` are
     imported when the command runs, so ``ivif --help`` stays light. ``flags`` (``steps``,
     ``epochs``, ``resume``) select the shared options; ``extra_arguments(parser)`` adds the job's own,
     which ``options`` lists so that they override the config keys of the same name.
@@ -83,9 +83,9 @@ def training_verb(config_name: str, config_class: str, job: str, *, options: tup
     def run(args: argparse.Namespace) -> int:
         import importlib
 
-        from .. import config
+        from .. import train_config
 
         train = importlib.import_module(f"ivif_fusion.training.{job}").train
-        return run_training(args, getattr(config, config_class), train, extra, options, outputs)
+        return run_training(args, getattr(train_config, config_class), train, extra, options, outputs)
 
     return add_arguments, run

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainTaskConfig
+from ..train_config import TrainTaskConfig
 from ..data.shared import labelled, open_shared, split_items
 from ..data.splits import cross_fit_fold, parse_fold
 from ..errors import UserError

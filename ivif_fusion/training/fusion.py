@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import TrainFusionConfig, to_dict
+from ..config import to_dict
+from ..train_config import TrainFusionConfig
 from ..losses import fusion_loss, fusion_loss_terms
 from ..models import checkpoint
 from ..models.backbones import build_backbone

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ..colour import rgb_to_ycbcr, ycbcr_to_rgb_t
-from ..config import TrainRSCConfig
+from ..train_config import TrainRSCConfig
 from ..data.shared import class_boxes, open_shared, split_items
 from ..data.splits import cross_fit_fold
 from ..errors import UserError

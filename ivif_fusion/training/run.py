@@ -30,7 +30,8 @@ from torch.utils.data import Dataset
 
 from .. import __version__
 from ..colour import luminance
-from ..config import TrainRunConfig, to_dict
+from ..config import to_dict
+from ..train_config import TrainRunConfig
 from ..data.shared import open_shared, split_items
 from ..imageops import fit_max_side
 from ..paths import require_data_root, resolve

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from ..config import TrainTaskConfig, to_dict
+from ..config import to_dict
+from ..train_config import TrainTaskConfig
 from ..data.pseudo_mask_folder import read_mask
 from ..data.pseudo_masks import IGNORE
 from ..models import checkpoint

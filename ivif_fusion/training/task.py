@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import TrainTaskConfig
+from ..train_config import TrainTaskConfig
 from ..data.shared import class_boxes, labelled_pairs
 from ..paths import require_data_root
 from ..tasks.inputs import make_fuser

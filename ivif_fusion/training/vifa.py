@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainVifaConfig
+from ..train_config import TrainVifaConfig
 from ..errors import UserError
 from ..key_channels import KeyChannelSelection, SelectionOptions, cache_key, select_cached, select_from_features
 from ..losses import fusion_loss
