@@ -7,9 +7,10 @@ Usage (from the repository root, with scripts/env.sh sourced):
 Backends are tried in the order [onnxruntime, torch] (the graph is exported to a temporary folder
 first, so ONNX Runtime is used whenever it is installed). A detection task is added when
 ``models/yolo_det_msrs.pt`` exists. Fusion metrics and sample frames are off, so the number is the
-replay loop itself: read + decode + pairing + pipeline + output-bag writing. Uses
-``models/vfn_msrs.pt`` when present, else a randomly initialised VFN of the same shape (speed does
-not depend on the weight values). Writes ``<out>.json`` and ``<out>.md``.
+replay loop itself: read + decode + pairing + pipeline + output-bag writing. Uses the default
+backbone (``ivif_fusion.paths.DEFAULT_BACKBONE``, VFN2) when present, else a randomly initialised
+VFN2 of the same shape (speed does not depend on the weight values); ``--weights`` picks another
+checkpoint (e.g. models/vfn_msrs.pt). Writes ``<out>.json`` and ``<out>.md``.
 """
 
 from __future__ import annotations
@@ -29,18 +30,23 @@ sys.path.insert(0, str(ROOT))
 TARGET = 8.0  # pairs/s
 
 
-def _weights(tmp: Path) -> tuple[Path, str]:
-    shipped = ROOT / "models" / "vfn_msrs.pt"
+def _weights(tmp: Path, requested: str) -> tuple[Path, str]:
+    from ivif_fusion.paths import DEFAULT_BACKBONE
+
+    shipped = ROOT / (requested or DEFAULT_BACKBONE)
     if shipped.is_file():
-        return shipped, "models/vfn_msrs.pt"
+        return shipped, str(shipped.relative_to(ROOT))
+    if requested:
+        raise SystemExit(f"--weights {requested}: no such file")
     import torch
 
     from ivif_fusion.models import checkpoint
-    from ivif_fusion.models.vfn import VFN, VFNConfig
+    from ivif_fusion.models.backbones import build_backbone
 
     torch.manual_seed(0)
-    p = checkpoint.save(tmp / "vfn_random.pt", "vfn", VFNConfig().to_dict(), VFN().state_dict())
-    return p, "random init, same shape as VFNConfig() (models/vfn_msrs.pt not present)"
+    net = build_backbone("vfn2")
+    p = checkpoint.save(tmp / "backbone_random.pt", "vfn", net.cfg.to_dict(), net.state_dict())
+    return p, f"random init, same shape as VFN2 ({DEFAULT_BACKBONE} not present)"
 
 
 def _cpu_name() -> str:
@@ -58,6 +64,8 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=40, help="pairs in the bag (eval-20 names repeated)")
     ap.add_argument("--max-sides", type=int, nargs="+", default=[0, 320, 240], help="pipeline.max_side values")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--weights", default="", help="backbone checkpoint relative to the repository root "
+                                                  "(default: the default backbone)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "replay_throughput"))
     args = ap.parse_args()
 
@@ -77,7 +85,7 @@ def main() -> int:
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="ivif_bench_") as td:
         tmp = Path(td)
-        weights, weights_note = _weights(tmp)
+        weights, weights_note = _weights(tmp, args.weights)
         bag = make_bag(msrs, tmp / "bag", MakeBagOptions(storage="sqlite3", jitter_ms=3, seed=0), names=names,
                        progress=False).bag
         tasks = [{"name": "fusion", "kind": "fusion"}]
