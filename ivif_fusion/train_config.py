@@ -165,7 +165,8 @@ class TrainVifaConfig(TrainRunConfig):
                                          {"name": "fusion", "reference": "teacher"}])
     finetune_steps: int = param(60, "Steps of the 'finetune' reference: a copy of the teacher fine-tuned with the "
                                      "task's fusion-loss weights (w_int, w_grad).", min=0)
-    layer: str = param("fusion", "Teacher/student layer whose key channels are distilled.",
+    layer: str = param("shared", "Teacher/student layer whose key channels are distilled (vfn2 has only "
+                                 "'shared', the last shared map; vfn also offers encoder, fusion, decoder).",
                        choices=("encoder", "fusion", "decoder", "shared"))
     select_images: int = param(128, "Images used for key-channel selection (fewer if the data has fewer).", min=1)
     select_side: int = param(128, "Selection images are resized so the long side is this (FSIM cost).", min=16)

@@ -226,7 +226,7 @@ def test_train_tiny_end_to_end_with_cache_and_fallback(tmp_path):
     cfg = TrainVifaConfig(
         tasks=[{"name": "detection", "reference": "rsc", "weights": str(tmp_path / "none.pt"), "fallback": "finetune"},
                {"name": "fusion", "reference": "teacher"}],
-        finetune_steps=2, select_images=3, select_side=48, crop=32, batch_size=2, steps=3, threads=1,
+        finetune_steps=2, select_images=3, select_side=48, crop=32, batch_size=2, steps=3, threads=1, layer="fusion",
         cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run"))
     path = train(cfg, progress=False, images=images, ids=[f"p{i}" for i in range(4)], teacher=teacher)
     model = load_vifa_model(path, expected=["detection", "fusion"])
