@@ -92,7 +92,8 @@ def to_markdown(result: dict) -> str:
     f = result.get("fusion")
     if f:
         lines += ["", "## Backbone: eager torch vs ONNX Runtime", "", "| stage | median / p90 (ms) |", "|---|---|",
-                  f"| torch backbone (VFN forward) | {md_stats(f['torch_backbone_ms'])} |",
+                  f"| torch backbone ({f.get('backbone', {}).get('arch', 'vfn').upper()} forward) | "
+                  f"{md_stats(f['torch_backbone_ms'])} |",
                   f"| ONNX Runtime backbone | {md_stats(f['ort_backbone_ms'])} |",
                   f"| one 3x3 head (torch, on the shared map) | {md_stats(f['torch_head_ms'])} |",
                   f"| SeAFusion twin, ONNX Runtime (random weights) | {md_stats(f['ort_seafusion_twin_ms'])} |", "",
