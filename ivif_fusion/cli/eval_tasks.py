@@ -63,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
         if hasattr(adapter.cfg, "score_threshold"):
             adapter.cfg.score_threshold = 0.001  # mAP over the whole score range (COCO practice)
         tasks[name] = adapter
-        trained_on = (adapter.meta().get("train_config") or {}).get("fusion")
+        tc = adapter.meta().get("train_config") or {}
+        trained_on = tc.get("fusion")
         if trained_on:
-            notes_tasks.append(f"Task `{name}` ({p.name}) was trained on `{trained_on}` images.")
+            by = f" (`{tc.get('fusion_weights')}`)" if trained_on == "vfn" and tc.get("fusion_weights") else ""
+            notes_tasks.append(f"Task `{name}` ({p.name}) was trained on `{trained_on}`{by} images.")
     root = require_data_root(args.data_root or None)
     backbone = resolve(args.backbone)
     notes = list(notes_tasks)
