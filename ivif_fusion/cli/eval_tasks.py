@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     backbone = resolve(args.backbone)
     notes = list(notes_tasks)
     if not backbone.is_file():
-        notes.append(f"No generic backbone at {args.backbone}: no VFN column.")
+        notes.append(f"No generic backbone at {args.backbone}: no generic-fused column.")
         backbone = None
     inputs = standard_inputs(backbone)
     extra = list(args.input)
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     notes.append("Command: `ivif " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "` (raw numbers: "
                  f"{args.json}). Add a task-customized column with `--input NAME=CKPT` (kinds: "
                  "vfn, rsc, vifa, or any registered with ivif_fusion.tasks.inputs.register_input_loader).")
-    notes.append("Pixel-max fused: max of IR and visible Y with the visible colour. Generic fused: the VFN backbone "
+    notes.append("Pixel-max fused: max of IR and visible Y with the visible colour. Generic fused: the backbone "
                  f"({args.backbone}) Y with the visible colour.")
     results = write_results(
         evaluate_tasks(tasks, inputs, data, with_fusion_metrics=not args.no_fusion_metrics), args.out, args.json,
