@@ -17,8 +17,11 @@ tolerance (K is the number of tasks, so this is microseconds of work).
 Scaling choice: ``rescale=True`` (default) divides ``d`` by ``1 + c^2``, as the authors'
 reference implementation does by default, so that the step size is comparable across ``c``
 (for one task, ``d = (1 + c) g`` before rescaling). ``c = 0`` gives the plain average gradient
-either way (rescaling by 1). With Adam (as in :mod:`ivif_fusion.training.rsc`) the global scale
-matters little; with SGD it is the effective learning rate.
+either way (rescaling by 1): the gradient of the mean of the task losses, 1/K times the gradient
+of their plain sum. With Adam (as in :mod:`ivif_fusion.training.rsc`) the global scale
+matters little (an Adam step is unchanged when every gradient is scaled by one constant, up to
+its eps, so c = 0 trains as plain summing of the task losses would); with SGD it is the
+effective learning rate.
 """
 
 from __future__ import annotations
@@ -94,29 +97,47 @@ def cagrad_weights(gram: torch.Tensor, c: float = 0.5, *, max_iter: int = 5000, 
     return w
 
 
-def cagrad(grads: torch.Tensor, c: float = 0.5, rescale: bool = True) -> torch.Tensor:
-    """CAGrad update direction (P,) from task gradients (K, P).
+def cagrad_combination(grads: torch.Tensor, c: float = 0.5,
+                       rescale: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The CAGrad update of task gradients (K, P) with what produced it: ``(d, w, coef)``.
 
-    ``d = g0 + c ||g0|| / ||g_w|| * g_w`` with ``w`` from :func:`cagrad_weights`, divided by
-    ``1 + c^2`` when ``rescale`` (see module docstring). Computed in float64, returned in the
-    gradients' dtype.
+    ``d`` (P,): ``g0 + c ||g0|| / ||g_w|| * g_w``, divided by ``1 + c^2`` when ``rescale`` (see module
+    docstring), in float64. ``w`` (K,): the dual weights from :func:`cagrad_weights`. ``coef`` (K,):
+    the weight of each task gradient in the update, ``d = sum_i coef_i g_i``, i.e.
+    ``coef = (1/K + c ||g0|| / ||g_w|| * w) / (1 + c^2)``.
+
+    ``c = 0``: ``d = g0``, the plain average of the task gradients (the gradient of the mean of the
+    task losses, 1/K times that of their sum), with nothing to rescale; the dual term is multiplied
+    by c and vanishes, so the dual is not solved and ``w`` is reported as uniform (1/K).
     """
     if grads.ndim != 2 or grads.shape[0] == 0:
         raise ValueError(f"cagrad: expected gradients of shape (K, P), got {tuple(grads.shape)}")
     if c < 0:
         raise ValueError(f"cagrad: c must be >= 0, got {c}")
     g = grads.detach().to(torch.float64)
+    k = g.shape[0]
     g0 = g.mean(0)
-    if c == 0:
-        d = g0
-    else:
+    u = torch.full((k,), 1.0 / k, dtype=torch.float64, device=g.device)
+    w, coef = u.clone(), u.clone()
+    d = g0
+    if c != 0:
         w = cagrad_weights(g @ g.t(), c).to(g.device)
         gw = w @ g
         gw_norm = gw.norm()
-        d = g0 if gw_norm <= 1e-300 else g0 + (c * g0.norm() / gw_norm) * gw
+        if gw_norm > 1e-300:
+            lam = c * g0.norm() / gw_norm
+            d = g0 + lam * gw
+            coef = u + lam * w
     if rescale:
         d = d / (1.0 + c * c)
-    return d.to(grads.dtype)
+        coef = coef / (1.0 + c * c)
+    return d, w, coef
+
+
+def cagrad(grads: torch.Tensor, c: float = 0.5, rescale: bool = True) -> torch.Tensor:
+    """CAGrad update direction (P,) from task gradients (K, P), in the gradients' dtype (computed in
+    float64); see :func:`cagrad_combination` (``c = 0``: the plain average)."""
+    return cagrad_combination(grads, c, rescale)[0].to(grads.dtype)
 
 
 # ---------------------------------------------------------------------- parameters <-> vectors
@@ -161,13 +182,22 @@ class CAGrad:
         self.c, self.rescale = c, rescale
 
     def backward(self, losses: Sequence[torch.Tensor]) -> dict:
-        """Per-task gradients -> CAGrad direction -> ``.grad``. Returns facts for logging."""
+        """Per-task gradients -> CAGrad direction -> ``.grad``. Returns facts for logging.
+
+        ``grad_norm``: ||d||; ``min_task_cos``: the smallest cosine between two task gradients (< 0:
+        the tasks conflict; 1.0 with one task); per task (lists in loss order): ``task_grad_norms``
+        ||g_i||, ``weights`` the dual weights w_i, ``coefs`` the weight of g_i in d, and ``update_cos``
+        cos(g_i, d) (> 0: to first order a small step along d lowers task i's loss).
+        """
         grads = task_gradients(list(losses), self.params)
-        d = cagrad(grads, self.c, self.rescale)
-        write_grads(self.params, d)
-        gram = grads.double() @ grads.double().t()
+        d, w, coef = cagrad_combination(grads, self.c, self.rescale)
+        write_grads(self.params, d.to(grads.dtype))
+        g = grads.double()
+        gram = g @ g.t()
         norms = torch.sqrt(torch.diagonal(gram))
         cos = gram / (norms[:, None] * norms[None, :]).clamp_min(1e-300)
         k = len(losses)
         min_cos = float(cos[~torch.eye(k, dtype=torch.bool)].min()) if k > 1 else 1.0
-        return {"grad_norm": float(d.norm()), "min_task_cos": min_cos}
+        update_cos = (g @ d) / (norms * d.norm()).clamp_min(1e-300)
+        return {"grad_norm": float(d.norm()), "min_task_cos": min_cos, "task_grad_norms": norms.tolist(),
+                "weights": w.tolist(), "coefs": coef.tolist(), "update_cos": update_cos.tolist()}

@@ -30,7 +30,7 @@ def configuration_doc() -> str:
     doc += table(TC.TrainFusionConfig, "`ivif train fusion`: `config/train_fusion.yaml`")
     for name, title in (("TrainTaskConfig", "`ivif train task`: `config/train_task_detection.yaml`, "
                                             "`config/train_task_segmentation.yaml`"),
-                        ("TrainRSCConfig", "`ivif train rsc`: `config/train_rsc.yaml`"),
+                        ("TrainRSCConfig", "`ivif train rsc`: `config/train_rsc.yaml` (two tasks: `config/train_rsc_two_tasks.yaml`)"),
                         ("TrainVifaConfig", "`ivif train vifa`: `config/train_vifa.yaml`")):
         doc += table(getattr(TC, name), title)
     return doc.rstrip() + "\n"

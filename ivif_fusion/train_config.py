@@ -112,7 +112,8 @@ class TrainRSCConfig(TrainRunConfig):
     dataset: str = param("MSRS", "Labelled paired folder (MSRS: train frame range only).")
     label_set: str = param("fusion", "MSRS box set (labels_det/<set>).", choices=("fusion", "infrared", "visible"))
     backbone: str = param(DEFAULT_BACKBONE, "Frozen backbone checkpoint (vfn or vfn2: the RSC variant follows its arch).")
-    tasks: list = param(help="Tasks to customize for: mappings {name, weights} (task network checkpoints), "
+    tasks: list = param(help="Tasks to customize for: mappings {name, weights} (task network checkpoints: a "
+                             "detector, or a segmenter, which needs masks_dir), "
                              "optionally cross_fit: [one network per fold, trained with holdout_fold k/n]; then "
                              "the loss on fold-k pairs comes from network k (docs/rsc.md, cross-fitting).",
                         factory=lambda: [{"name": "detection", "weights": "models/yolo_det_msrs.pt"}])
@@ -133,7 +134,8 @@ class TrainRSCConfig(TrainRunConfig):
     guard_metrics: list = param(help="Fusion metrics the guard holds (VIF, Qabf).", factory=lambda: ["VIF", "Qabf"])
     guard_budget: float = param(0.03, "Relative drop of each guarded metric allowed for free (0.03 = 3 %).",
                                 min=0.0, max=1.0)
-    cagrad_c: float = param(0.5, "CAGrad c (0 = average of the task gradients).", min=0.0)
+    cagrad_c: float = param(0.5, "CAGrad c (0 = plain average of the task gradients: with Adam, the same steps as "
+                                 "plain summing of the task objectives).", min=0.0)
     cagrad_rescale: bool = param(True, "Divide the CAGrad update by 1 + c^2 (reference implementation default).")
     num_bases: int = param(16, "Size of the shared basis bank.", min=1)
     hidden: int = param(32, "Width of the interaction blocks.", min=4)
@@ -144,6 +146,11 @@ class TrainRSCConfig(TrainRunConfig):
                                       min=0.0, max=1.0)
     min_visible: float = param(0.4, "A cropped box is kept when at least this fraction of its area is inside.",
                                min=0.0, max=1.0)
+    masks_dir: str = param("", "Folder of class-id masks named like the MSRS pairs (<name>.png; 0 background, 1 car, "
+                               "2 person, 3 bike, 255 ignore), e.g. written by `ivif data masks --out DIR`: the "
+                               "targets of a segmentation task (cropped and flipped with the images; its loss is "
+                               "the segmenter's cross-entropy, 255 ignored). Required when a task network is a "
+                               "segmenter, unused otherwise.")
     out: str = param("runs/rsc", "Output folder: rsc.pt (kind 'rsc'), log.csv, config.yaml.")
 
 

@@ -27,7 +27,8 @@ def test_every_parameter_has_a_description():
 
 TRAIN_CONFIGS = {"train_fusion.yaml": "TrainFusionConfig", "train_task_detection.yaml": "TrainTaskConfig",
                  "train_task_segmentation.yaml": "TrainTaskConfig",
-                 "train_rsc.yaml": "TrainRSCConfig", "train_vifa.yaml": "TrainVifaConfig"}
+                 "train_rsc.yaml": "TrainRSCConfig", "train_rsc_two_tasks.yaml": "TrainRSCConfig",
+                 "train_vifa.yaml": "TrainVifaConfig"}
 
 
 @pytest.mark.parametrize("fname", sorted(TRAIN_CONFIGS))
@@ -46,7 +47,8 @@ def test_training_configs_share_the_run_fields_with_flat_keys(fname):
     # each job keeps its own output folder default
     assert cls().out == {"train_fusion.yaml": "runs/fusion", "train_task_detection.yaml": "runs/task_detection",
                          "train_task_segmentation.yaml": "runs/task_detection",
-                         "train_rsc.yaml": "runs/rsc", "train_vifa.yaml": "runs/vifa"}[fname]
+                         "train_rsc.yaml": "runs/rsc", "train_rsc_two_tasks.yaml": "runs/rsc",
+                         "train_vifa.yaml": "runs/vifa"}[fname]
     with pytest.raises(C.ConfigError, match="did you mean 'seed'"):
         C.from_dict(cls, {"sead": 1})
 

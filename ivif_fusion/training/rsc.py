@@ -1,6 +1,8 @@
 """RSC training: task-customized fusion against frozen backbone and task networks.
 
-Per step, on a batch of full-resolution crops with their boxes:
+Per step, on a batch of full-resolution crops with their boxes and, when a task is a segmenter,
+their class-id masks (:mod:`ivif_fusion.training.rsc_batches`; masks from ``masks_dir``, cropped
+and flipped with the images):
 
 1. the frozen backbone runs its task-independent part once (vfn: both encoders; vfn2: the
    context blocks and the detail path) and makes the generic fused Y;
@@ -10,13 +12,18 @@ Per step, on a batch of full-resolution crops with their boxes:
    RSC customizes the backbone's features (vfn: the encoder features with :class:`RSC`; vfn2:
    the context map with :class:`ContextRSC`, picked by the backbone's ``arch``), the backbone
    finishes the fusion from them, the visible CbCr gives the colour image, and the frozen task
-   network's loss is taken on it;
+   network's loss is taken on it (a detector: its loss on the crops' boxes; a segmenter: its
+   pixel cross-entropy on the crops' masks, 255 ignored);
 3. each task's objective is ``L_t + alpha * ReLU(L_t - L_ref) + w_fid * fusion_loss``
    (:func:`ivif_fusion.losses.rsc_task_loss`; ``L_ref`` the generic image's task loss on the same
    batch, or the previous step's loss), plus, when ``w_guard > 0``, the fidelity guard
    ``w_guard * sum_m ReLU(drop of metric m vs the generic image - guard_budget)`` over
    ``guard_metrics`` (VIF, Qabf; :func:`ivif_fusion.losses.fidelity_guard`);
 4. CAGrad (:mod:`ivif_fusion.cagrad`) combines the per-task gradients of the RSC parameters; Adam steps.
+   ``cagrad_c: 0`` is the plain average of the task gradients, i.e. with Adam plain summing of the
+   task objectives. ``log.csv`` has, per task, its loss terms, its gradient norm, CAGrad's dual
+   weight, the task gradient's weight in the update and cos(task gradient, update), and per step
+   the update norm and the smallest cosine between two task gradients (< 0: conflict).
 
 Cross-fitting (a task entry with ``cross_fit: [net_0, ..., net_{n-1}]``): step s draws its crops
 from fold ``s % n`` only (:func:`ivif_fusion.data.splits.cross_fit_fold`), and that fold's task
@@ -35,113 +42,27 @@ Outputs in ``cfg.out``: ``rsc.pt`` (kind 'rsc', RSC + backbone configs, metadata
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..colour import rgb_to_ycbcr, ycbcr_to_rgb_t
+from ..colour import ycbcr_to_rgb_t
 from ..train_config import TrainRSCConfig
-from ..data.shared import class_boxes, open_shared, split_items
 from ..data.splits import cross_fit_fold
-from ..errors import UserError
 from ..losses import GUARD_METRICS, fidelity_guard, guard_reference, rsc_task_loss
 from ..metrics.fusion import MIN_SIDE
 from ..models import checkpoint
 from ..models.rsc import customized_fusion, make_rsc, pool_descriptor, save_rsc
 from ..cagrad import CAGrad
-from ..paths import require_data_root, resolve
+from ..paths import resolve
+from .rsc_batches import LabelledPair, RSCTrainingError, crop_boxes, load_labelled_pairs, sample_batch  # noqa: F401
 from .run import CsvLog, cosine_lr, prepare_out, rsc_warmup, run_meta, seed_everything
+from .segmentation import require_masks_dir
 
-
-class RSCTrainingError(UserError):
-    """The RSC training configuration cannot be run (missing weights, unsupported task)."""
-
-
-@dataclass
-class LabelledPair:
-    """One training pair held in memory: IR, Y, CbCr as uint8 and boxes (K, 5) [cls, x1, y1, x2, y2] pixels."""
-
-    name: str
-    thermal: np.ndarray    # (H, W) uint8
-    ycc: np.ndarray   # (H, W, 3) uint8
-    boxes: np.ndarray  # (K, 5) float32
-
-
-def load_labelled_pairs(cfg: TrainRSCConfig, progress: bool = True, split: str | None = None) -> list[LabelledPair]:
-    """Training pairs (MSRS: train frame range only) with their boxes from ``labels_det/<label_set>``;
-    ``split`` names another MSRS range instead (e.g. 'val', for diagnostics). Every pair needs a label file."""
-    from tqdm import tqdm
-
-    from ..imageops import to_uint8
-
-    root = require_data_root(cfg.data_root or None)
-    reader = open_shared(root, cfg.dataset, label_set=cfg.label_set)
-    if cfg.label_set not in reader.label_sets:
-        raise RSCTrainingError(f"no box labels at {reader.root / 'labels_det' / cfg.label_set}: RSC training needs "
-                               "a labelled dataset")
-    pairs = []
-    for it in tqdm(split_items(reader, cfg.dataset, split or "train"), desc="loading pairs", disable=not progress,
-                   unit="pair"):
-        s = reader.load(it)
-        boxes = class_boxes(reader.record(it))
-        pairs.append(LabelledPair(it.file, to_uint8(s.thermal), to_uint8(rgb_to_ycbcr(s.visible)), boxes))
-    if not pairs:
-        raise RSCTrainingError(f"no training pairs in {reader.root}")
-    return pairs
-
-
-def crop_boxes(boxes: np.ndarray, x0: int, y0: int, size: int, min_visible: float, flip: bool) -> np.ndarray:
-    """Boxes (K, 5) [cls, x1, y1, x2, y2] moved into a ``size`` crop at (x0, y0), clipped; boxes with less
-    than ``min_visible`` of their area inside are dropped; ``flip`` mirrors them horizontally."""
-    if len(boxes) == 0:
-        return boxes.reshape(0, 5)
-    b = boxes.copy()
-    b[:, [1, 3]] -= x0
-    b[:, [2, 4]] -= y0
-    area = (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2])
-    c = b.copy()
-    c[:, 1:] = np.clip(c[:, 1:], 0, size)
-    inside = (c[:, 3] - c[:, 1]) * (c[:, 4] - c[:, 2])
-    keep = (inside >= min_visible * np.maximum(area, 1e-9)) & (c[:, 3] - c[:, 1] >= 2) & (c[:, 4] - c[:, 2] >= 2)
-    c = c[keep]
-    if flip:
-        c[:, [1, 3]] = size - c[:, [3, 1]]
-    return c
-
-
-def sample_batch(pairs: list[LabelledPair], size: int, batch: int, seed: int, step: int,
-                 min_visible: float = 0.4) -> dict[str, Any]:
-    """A deterministic batch (a function of seed and step): crops centred near a random box 3 times out of 4."""
-    rng = np.random.default_rng([seed, step])
-    irs, yccs, targets = [], [], []
-    for _ in range(batch):
-        p = pairs[int(rng.integers(len(pairs)))]
-        h, w = p.thermal.shape
-        thermal, ycc = p.thermal, p.ycc
-        if h < size or w < size:  # small images are padded by reflection up to the crop
-            pad = ((0, max(0, size - h)), (0, max(0, size - w)))
-            thermal, ycc = np.pad(thermal, pad, mode="reflect"), np.pad(ycc, pad + ((0, 0),), mode="reflect")
-            h, w = thermal.shape
-        if len(p.boxes) and rng.random() < 0.75:
-            bx = p.boxes[int(rng.integers(len(p.boxes)))]
-            cx, cy = (bx[1] + bx[3]) / 2, (bx[2] + bx[4]) / 2
-            x0 = int(np.clip(cx - rng.uniform(0.2, 0.8) * size, 0, w - size))
-            y0 = int(np.clip(cy - rng.uniform(0.2, 0.8) * size, 0, h - size))
-        else:
-            x0, y0 = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
-        flip = bool(rng.random() < 0.5)
-        a, b = thermal[y0:y0 + size, x0:x0 + size], ycc[y0:y0 + size, x0:x0 + size]
-        if flip:
-            a, b = a[:, ::-1], b[:, ::-1]
-        irs.append(np.ascontiguousarray(a))
-        yccs.append(np.ascontiguousarray(b))
-        targets.append(crop_boxes(p.boxes, x0, y0, size, min_visible, flip))
-    ir_t = torch.from_numpy(np.stack(irs)).float().div_(255.0).unsqueeze(1)
-    ycc_t = torch.from_numpy(np.stack(yccs)).float().div_(255.0).permute(0, 3, 1, 2).contiguous()
-    return {"ir": ir_t, "y": ycc_t[:, :1], "cbcr": ycc_t[:, 1:], "targets": targets}
+#: task kinds (an adapter's ``TASK``) RSC trains against, and the batch entry that holds their targets
+TASK_TARGETS = {"detection": "targets", "segmentation": "masks"}
 
 
 def to_rgb(fused_y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
@@ -231,10 +152,21 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
             sources[str(t["name"])] = str(path)
     folds, fold_adapters = _load_cross_fit(cfg, task_names, sources)
     every = list(adapters.items()) + [(t, a) for t, ads in fold_adapters.items() for a in ads]  # (task, network)
+    kinds: dict[str, str] = {}
     for name, ad in every:
         kind = getattr(ad, "TASK", "detection")
-        if kind != "detection":
-            raise RSCTrainingError(f"task '{name}' ({kind}): only detection labels exist in the shared data")
+        if kind not in TASK_TARGETS:
+            raise RSCTrainingError(f"task '{name}' ({kind}): RSC trains against {' and '.join(TASK_TARGETS)} "
+                                   "networks only")
+        if kinds.setdefault(name, kind) != kind:
+            raise RSCTrainingError(f"task '{name}': a cross-fit network is a {kind} network, the task's is "
+                                   f"{kinds[name]}")
+    with_masks = "segmentation" in kinds.values()
+    if with_masks and pairs is None:
+        masks_dir = require_masks_dir(cfg)  # before the pairs load: a missing folder fails at once
+        pairs = load_labelled_pairs(cfg, progress, masks_dir=masks_dir)
+    elif with_masks and any(p.mask is None for p in pairs):
+        raise RSCTrainingError("a segmentation task needs a class-id mask with every training pair")
     backbone = backbone.to(device).eval().requires_grad_(False)
     for _, ad in every:
         if hasattr(ad, "freeze"):
@@ -268,8 +200,11 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
         raise RSCTrainingError(f"the fidelity guard needs crops of at least {MIN_SIDE} pixels (VIF's four scales), "
                                f"got crop {cfg.crop}")
     cols = ["task", "ref", "reward_punishment", "fidelity"] + [f"{m.lower()}_drop" for m in guarded] + ["total"]
+    # what CAGrad saw and did, per task (cagrad.CAGrad.backward): |g_t|, dual weight, weight of g_t in the update, cos(g_t, d)
+    mtl_cols = {"gradient_norm": "task_grad_norms", "cagrad_weight": "weights", "update_coef": "coefs",
+                "update_cos": "update_cos"}
     log = CsvLog(out / "log.csv", ["step", "lr"] + [f"{t}_{c}" for t in task_names for c in cols]
-                 + ["grad_norm", "min_task_cos", "seconds"])
+                 + [f"{t}_{c}" for t in task_names for c in mtl_cols] + ["grad_norm", "min_task_cos", "seconds"])
 
     saved_imgsz = [(ad, getattr(getattr(ad, "cfg", None), "imgsz", None)) for _, ad in every]
     train_imgsz = {t: _task_imgsz(ad, cfg.crop, full_side) for t, ad in adapters.items()}
@@ -305,28 +240,33 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
                 if dims is not None and rng.random() >= cfg.descriptor_dropout:
                     with torch.no_grad():
                         desc = pool_descriptor(ad.features(generic))
+                targets = b[TASK_TARGETS[kinds[t]]]  # boxes, or the crops' class-id masks
                 ref = prev[t]
                 if cfg.reference == "generic":
                     with torch.no_grad():
-                        ref = judge.loss(generic, b["targets"])
+                        ref = judge.loss(generic, targets)
                 fused = model.fuse_decode(*model.customize(*parts, t, desc))
-                task_loss = judge.loss(to_rgb(fused, cbcr), b["targets"])
-                parts = rsc_task_loss(task_loss, ref, fused, thermal, y, alpha=cfg.alpha, w_fid=cfg.w_fid)
+                task_loss = judge.loss(to_rgb(fused, cbcr), targets)
+                terms = rsc_task_loss(task_loss, ref, fused, thermal, y, alpha=cfg.alpha, w_fid=cfg.w_fid)
                 drops = {}
                 if guarded:
                     guard, drops = fidelity_guard(fused, guard_ref, thermal, y, cfg.guard_budget)
-                    parts["total"] = parts["total"] + cfg.w_guard * guard
+                    terms["total"] = terms["total"] + cfg.w_guard * guard
                 prev[t] = task_loss.detach()
-                losses.append(parts["total"])
-                row[t] = {"task": parts["task"].item(), "ref": float("nan") if ref is None else float(ref),
-                          "reward_punishment": parts["reward_punishment"].item(),
-                          "fidelity": parts["fidelity"].item(), "total": parts["total"].item(),
+                losses.append(terms["total"])
+                row[t] = {"task": terms["task"].item(), "ref": float("nan") if ref is None else float(ref),
+                          "reward_punishment": terms["reward_punishment"].item(),
+                          "fidelity": terms["fidelity"].item(), "total": terms["total"].item(),
                           **{f"{m.lower()}_drop": d.item() for m, d in drops.items()}}
             opt.zero_grad(set_to_none=True)
             info = mtl.backward(losses)
             opt.step()
-            history.append({f"{t}_{c}": row[t][c] for t in task_names for c in cols})
+            for i, t in enumerate(task_names):
+                row[t].update({c: info[key][i] for c, key in mtl_cols.items()})
+            history.append({f"{t}_{c}": row[t][c] for t in task_names for c in [*cols, *mtl_cols]}
+                           | {"min_task_cos": info["min_task_cos"]})
             log.row([step + 1, f"{lr:.6g}"] + [f"{row[t][c]:.6f}" for t in task_names for c in cols]
+                    + [f"{row[t][c]:.6g}" for t in task_names for c in mtl_cols]
                     + [f"{info['grad_norm']:.6g}", f"{info['min_task_cos']:.4f}", f"{time.time() - t0:.1f}"])
             bar.update(1)
             first = task_names[0]

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from ..config import to_dict
-from ..train_config import TrainTaskConfig
+from ..train_config import TrainRSCConfig, TrainTaskConfig
 from ..data.pseudo_mask_folder import read_mask
 from ..data.pseudo_masks import IGNORE
 from ..models import checkpoint
@@ -58,8 +58,9 @@ class MaskedImages:
     missing: list = field(default_factory=list)  # pair names without a mask (counted, left out)
 
 
-def require_masks_dir(cfg: TrainTaskConfig) -> Path:
-    """``cfg.masks_dir`` as a folder that holds masks, or a clear error saying how to make one."""
+def require_masks_dir(cfg: TrainTaskConfig | TrainRSCConfig) -> Path:
+    """``cfg.masks_dir`` as a folder that holds masks, or a clear error saying how to make one
+    (segmentation training and RSC training with a segmentation task)."""
     how = ("write box-supervised pseudo-masks with `ivif data masks --dataset MSRS --out DIR` and pass "
            "--set masks_dir=DIR (docs/pseudo_masks.md)")
     if not cfg.masks_dir:
