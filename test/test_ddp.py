@@ -60,8 +60,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert worst < 1e-5, f"weights differ by {worst}"
     # And the run really trained: weights moved away from the seeded initialisation.
     torch.manual_seed(5)
-    from ivif_fusion.models.vfn import VFN, VFNConfig
+    from ivif_fusion.models.backbones import build_backbone
 
-    init = VFN(VFNConfig(depth=1)).state_dict()
+    init = build_backbone("vfn2", depth=1).state_dict()  # the config's default arch
     assert max((init[k] - one["state_dict"][k]).abs().max().item() for k in init) > 1e-3
     assert np.isfinite(worst)
