@@ -85,50 +85,34 @@ def test_configuration_doc_is_current():
     assert doc == configuration_doc(), "docs/configuration.md is stale: run python -m ivif_fusion.config_doc"
 
 
-def test_shipped_multitask_config_runs_fusion_and_detection():
-    cfg = C.load_runtime()
-    kinds = {t.name: (t.kind, t.weights) for t in cfg.pipeline.tasks}
-    assert kinds["fusion"] == ("fusion", "")
-    assert kinds["detection"] == ("detection", "models/yolo_det_msrs.pt")
-    assert C.runtime_defaults().pipeline.tasks[0].kind == "fusion"  # minimal pipeline for tools and tests
-
-
-def test_multitask_seg_config_is_multitask_plus_a_segmentation_task(tmp_path, random_segmenter_ckpt):
-    """config/multitask_seg.yaml: every key listed, multitask.yaml's settings and tasks plus the segmentation
-    entry; it runs fusion + detection + segmentation (with a stand-in segmenter until the model ships)."""
+def test_shipped_multitask_config_runs_fusion_detection_and_segmentation_on_a_real_pair():
+    """config/multitask.yaml: every key listed; the shipped backbone, detector and segmenter run on an MSRS pair."""
     import numpy as np
 
-    from ivif_fusion.errors import UserError
-    from ivif_fusion.paths import resolve
+    from ivif_fusion.data.paired import PairedFolder
+    from ivif_fusion.paths import data_root
     from ivif_fusion.runtime.pipeline import Pipeline
 
-    path = CONFIG_DIR / "multitask_seg.yaml"
-    raw = yaml.safe_load(path.read_text())
-    cfg, base = C.load_runtime(path), C.load_runtime()
+    raw = yaml.safe_load((CONFIG_DIR / "multitask.yaml").read_text())
+    cfg = C.load_runtime()
     for section in ("pipeline", "sync", "ros", "replay"):
         assert set(raw[section]) == {f.name for f in dataclasses.fields(getattr(cfg, section))}, section
-    task_keys = {f.name for f in dataclasses.fields(C.TaskConfig)}
-    assert all(set(t) == task_keys for t in raw["pipeline"]["tasks"])
-    seg = C.TaskConfig(name="segmentation", kind="segmentation", customization="generic",
-                       weights="models/unet_seg_msrs.pt")
-    assert cfg.pipeline.tasks == [*base.pipeline.tasks, seg]
-    mine, theirs = C.to_dict(cfg), C.to_dict(base)
-    for d in (mine, theirs):
-        d["pipeline"].pop("tasks")
-        d["pipeline"].pop("backbone_weights")  # the default backbone is chosen in multitask.yaml
-    assert mine == theirs
+    kinds = {t.name: (t.kind, t.weights) for t in cfg.pipeline.tasks}
+    assert kinds == {"fusion": ("fusion", ""), "detection": ("detection", "models/yolo_det_msrs.pt"),
+                     "segmentation": ("segmentation", "models/unet_seg_msrs.pt")}
+    assert cfg.pipeline.backbone_weights == "models/vfn2_msrs.pt"
+    assert C.runtime_defaults().pipeline.tasks[0].kind == "fusion"  # minimal pipeline for tools and tests
 
-    if not resolve(seg.weights).is_file():
-        with pytest.raises(UserError, match="unet_seg_msrs.pt"):
-            Pipeline.from_config(cfg)
-        raw["pipeline"]["tasks"][2]["weights"] = str(random_segmenter_ckpt)
-        (tmp_path / "seg.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-        cfg = C.load_runtime(tmp_path / "seg.yaml", {"pipeline.threads": 1})
-    pipe = Pipeline.from_config(cfg)
-    rng = np.random.default_rng(0)
-    outputs, _ = pipe.run_arrays(rng.random((96, 128), np.float32), rng.random((96, 128, 3), np.float32))
+    root = data_root() / "MSRS"
+    if not (root / "ir").is_dir():
+        pytest.skip(f"shared data not found at {root}")
+    pair = PairedFolder(root).load("00004N.png")
+    pipe = Pipeline.from_config(C.load_runtime(overrides={"pipeline.threads": 1, "pipeline.max_side": 320}))
+    outputs, _ = pipe.run_arrays(pair.thermal, pair.visible)
     assert list(outputs) == ["fusion", "detection", "segmentation"]
-    assert outputs["detection"].detections is not None and outputs["fusion"].mask is None
+    assert outputs["fusion"].mask is None and outputs["detection"].detections is not None
     mask = outputs["segmentation"].mask
-    assert mask.shape == (96, 128) and mask.dtype == np.uint8
-    assert int(mask.max()) < len(pipe.plans[2].network.classes)
+    assert mask.dtype == np.uint8 and mask.shape == (240, 320)
+    ids = set(np.unique(mask).tolist())
+    assert ids <= {0, 1, 2, 3} and 0 in ids  # background and MSRS object ids only
+    assert 0.5 < float((mask == 0).mean()) < 1.0  # mostly background, not all of it
