@@ -57,8 +57,11 @@ def random_segmenter_ckpt(tmp_path_factory) -> Path:  # noqa: ANN001
 
 
 @pytest.fixture(scope="session")
-def shipped_vfn() -> Path:
-    path = ROOT / "models" / "vfn_msrs.pt"
+def shipped_backbone() -> Path:
+    """The default backbone's weights (models/vfn2_msrs.pt)."""
+    from ivif_fusion.paths import DEFAULT_BACKBONE
+
+    path = ROOT / DEFAULT_BACKBONE
     if not path.is_file():
-        pytest.skip("models/vfn_msrs.pt not shipped yet")
+        pytest.skip(f"{DEFAULT_BACKBONE} not shipped")
     return path

@@ -89,7 +89,7 @@ def test_config_errors_are_clear(random_vfn_ckpt, tmp_path, caplog):
     assert pipe.backend.name == "torch" and any("nosuch" in n for n in pipe.backend_notes)
 
 
-def test_fuse_cli_on_real_pairs(msrs_root, shipped_vfn, tmp_path):
+def test_fuse_cli_on_real_pairs(msrs_root, shipped_backbone, tmp_path):
     from ivif_fusion.metrics.fusion import fusion_metrics
 
     rc = main(["fuse", "--pairs", str(msrs_root), "--out", str(tmp_path), "--names", "00004N.png", "00055D.png",
@@ -136,14 +136,14 @@ def test_detection_task_runs_on_the_fused_image(random_vfn_ckpt, tmp_path):
         Pipeline.from_config(_cfg(random_vfn_ckpt, **{"pipeline.tasks": bad}))
 
 
-def test_shipped_backbone_beats_pixel_mean_on_eval_pairs(msrs_root, shipped_vfn):
+def test_shipped_backbone_beats_pixel_mean_on_eval_pairs(msrs_root, shipped_backbone):
     """Must-show of the foundation: Qabf and VIF above the pixel-mean rule (4 of the MSRS eval-20 pairs)."""
     from ivif_fusion.colour import recombine
     from ivif_fusion.data.paired import PairedFolder
     from ivif_fusion.imageops import to_uint8
     from ivif_fusion.metrics.fusion import fusion_metrics
 
-    pipe = Pipeline.from_config(runtime_defaults({"pipeline.backbone_weights": str(shipped_vfn)}))
+    pipe = Pipeline.from_config(runtime_defaults({"pipeline.backbone_weights": str(shipped_backbone)}))
     for s in PairedFolder(msrs_root, names=["00004N.png", "00020N.png", "00055D.png", "00099D.png"]):
         ir8, vi8 = to_uint8(s.thermal), to_uint8(s.visible)
         fused = pipe.run_arrays(s.thermal, s.visible)[0]["fusion"].fused_rgb
@@ -154,16 +154,16 @@ def test_shipped_backbone_beats_pixel_mean_on_eval_pairs(msrs_root, shipped_vfn)
         assert np.isfinite(fused).all() and fused.mean() > 10
 
 
-def test_shipped_config_uses_the_shipped_onnx_graph(shipped_vfn):
+def test_shipped_config_uses_the_shipped_onnx_graph(shipped_backbone):
     """models/onnx/fusion.onnx must be re-exported whenever the shipped weights or heads change."""
     from ivif_fusion.config import load_runtime
 
     pipe = Pipeline.from_config(load_runtime())
     assert pipe.backend.name == "onnxruntime", pipe.backend_notes
-    assert pipe.task_names == ["fusion", "detection"]
+    assert pipe.task_names == ["fusion", "detection", "segmentation"]
 
 
-def test_shipped_rsc_config_customizes_the_detection_image(msrs_root, shipped_vfn):
+def test_shipped_rsc_config_customizes_the_detection_image(msrs_root, shipped_backbone):
     """config/multitask_rsc.yaml: the detection task gets its own (RSC) fused image, fusion keeps the generic one."""
     from ivif_fusion.config import load_runtime
     from ivif_fusion.data.paired import PairedFolder
@@ -180,7 +180,7 @@ def test_shipped_rsc_config_customizes_the_detection_image(msrs_root, shipped_vf
     np.testing.assert_array_equal(again["detection"].fused_rgb, out["detection"].fused_rgb)  # deterministic
 
 
-def test_shipped_vifa_config_runs_one_backbone_and_a_head_per_task(msrs_root, shipped_vfn):
+def test_shipped_vifa_config_runs_one_backbone_and_a_head_per_task(msrs_root, shipped_backbone):
     """config/multitask_vifa.yaml: shared VIFA backbone once, one head per task, distinct task images."""
     from ivif_fusion.config import load_runtime
     from ivif_fusion.data.paired import PairedFolder
