@@ -84,6 +84,20 @@ def flops(fn) -> int:
     return int(fc.get_total_flops())
 
 
+def cost_summary(times: dict[str, list[float]], fl: dict[str, int], backbone: torch.nn.Module,
+                 rsc: torch.nn.Module) -> dict:
+    """Median and min times (ms), GFLOPs, their ratios to ``plain``, and the parameter counts."""
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "median_ms": {k: round(v, 2) for k, v in med.items()},
+        "min_ms": {k: round(min(v), 2) for k, v in times.items()},
+        "time_ratio_vs_plain": {k: round(v / med["plain"], 3) for k, v in med.items()},
+        "gflops": {k: round(v / 1e9, 3) for k, v in fl.items()},
+        "flop_ratio_vs_plain": {k: round(v / fl["plain"], 3) for k, v in fl.items()},
+        "params": {"backbone": count_parameters(backbone), "rsc": count_parameters(rsc)},
+    }
+
+
 def measure_vfn(args: argparse.Namespace) -> dict:
     vfn, model = build()
     g = torch.Generator().manual_seed(1)
@@ -99,19 +113,13 @@ def measure_vfn(args: argparse.Namespace) -> dict:
                 fn()
                 if r >= args.warmup:
                     times[k].append((time.perf_counter() - t) * 1e3)
-    med = {k: statistics.median(v) for k, v in times.items()}
     fl = {k: flops(fn) for k, fn in fns.items()}
     res = {
         "size": f"{args.width}x{args.height}",
         "threads": args.threads,
         "runs": args.runs,
         "warmup": args.warmup,
-        "median_ms": {k: round(v, 2) for k, v in med.items()},
-        "min_ms": {k: round(min(v), 2) for k, v in times.items()},
-        "time_ratio_vs_plain": {k: round(v / med["plain"], 3) for k, v in med.items()},
-        "gflops": {k: round(v / 1e9, 3) for k, v in fl.items()},
-        "flop_ratio_vs_plain": {k: round(v / fl["plain"], 3) for k, v in fl.items()},
-        "params": {"backbone": count_parameters(vfn), "rsc": count_parameters(model.rsc)},
+        **cost_summary(times, fl, vfn, model.rsc),
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": os.cpu_count(),
@@ -164,7 +172,6 @@ def measure_vfn2(args: argparse.Namespace) -> dict:
             sess.run(None, feed)
             if r >= args.warmup:
                 times[k].append((time.perf_counter() - t) * 1e3)
-    med = {k: statistics.median(v) for k, v in times.items()}
     ir, y = torch.from_numpy(feed["ir"]), torch.from_numpy(feed["y"])
     fl = {"plain": flops(lambda: v2(ir, y)),
           "rsc_1task": flops(lambda: rsc_task_graph(model, ["detection"])[0](ir, y)),
@@ -173,12 +180,7 @@ def measure_vfn2(args: argparse.Namespace) -> dict:
         "arch": "vfn2", "runtime": f"onnxruntime {ort.__version__} (CPUExecutionProvider, ORT_ENABLE_ALL)",
         "weights": source, "size": f"{args.width}x{args.height}", "threads": args.threads, "runs": args.runs,
         "warmup": args.warmup,
-        "median_ms": {k: round(v, 2) for k, v in med.items()},
-        "min_ms": {k: round(min(v), 2) for k, v in times.items()},
-        "time_ratio_vs_plain": {k: round(v / med["plain"], 3) for k, v in med.items()},
-        "gflops": {k: round(v / 1e9, 3) for k, v in fl.items()},
-        "flop_ratio_vs_plain": {k: round(v / fl["plain"], 3) for k, v in fl.items()},
-        "params": {"backbone": count_parameters(v2), "rsc": count_parameters(model.rsc)},
+        **cost_summary(times, fl, v2, model.rsc),
         "load_average_1_5_15": {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]},
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
         "target": "rsc_2task / plain <= 1.3",

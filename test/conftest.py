@@ -29,6 +29,17 @@ def data_root() -> Path:
     return root
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (tiny tensors: avoids oversubscription on busy cores), restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def msrs_root(data_root: Path) -> Path:
     return data_root / "MSRS"

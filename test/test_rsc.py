@@ -11,13 +11,7 @@ from ivif_fusion.models.rsc import (RSC, CustomizedFusion, RSCConfig, RSCError, 
 from ivif_fusion.models.vfn import VFN, VFNConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread avoids oversubscription when the 2 cores are busy
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TinyTask(torch.nn.Module):

@@ -11,18 +11,15 @@ import pytest
 import torch
 
 from ivif_fusion.errors import UserError
-from ivif_fusion.paths import data_root, resolve
+from mini_data import mini_msrs
+
+from ivif_fusion.paths import resolve
 from ivif_fusion.training.rsc import LabelledPair, sample_batch
 
 TRAIN_PAIRS = ("00131D", "00139D")  # MSRS train range: persons and cars
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pattern_pair(h: int, w: int) -> LabelledPair:
@@ -71,29 +68,13 @@ def test_masks_are_cropped_and_flipped_exactly_as_the_images():
     assert all(np.array_equal(x, z) for x, z in zip(a["targets"], c["targets"], strict=True))
 
 
-def _mini_msrs(tmp_path: Path) -> Path:
-    """A data root whose MSRS holds links to two real training pairs and their fusion boxes."""
-    src = data_root() / "MSRS"
-    if not (src / "labels_det" / "fusion").is_dir():
-        pytest.skip(f"shared data not found at {src}")
-    dst = tmp_path / "data" / "MSRS"
-    for sub in ("ir", "vi", "labels_det/fusion"):
-        (dst / sub).mkdir(parents=True)
-    (dst / "labels_det" / "classes.txt").symlink_to(src / "labels_det" / "classes.txt")
-    for name in TRAIN_PAIRS:
-        for sub in ("ir", "vi"):
-            (dst / sub / f"{name}.png").symlink_to(src / sub / f"{name}.png")
-        (dst / "labels_det" / "fusion" / f"{name}.txt").symlink_to(src / "labels_det" / "fusion" / f"{name}.txt")
-    return dst.parent
-
-
 @pytest.fixture(scope="module")
 def two_task_data(tmp_path_factory) -> tuple[Path, Path]:
     """(data root, masks folder): two real MSRS pairs with the pseudo-masks `ivif data masks` writes for them."""
     from ivif_fusion.cli import main
 
     tmp = tmp_path_factory.mktemp("two_tasks")
-    root = _mini_msrs(tmp)
+    root = mini_msrs(tmp, TRAIN_PAIRS)
     masks = tmp / "masks"
     assert main(["data", "masks", "--dataset", str(root / "MSRS"), "--out", str(masks), "--no-progress"]) == 0
     return root, masks

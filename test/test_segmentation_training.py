@@ -8,27 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivif_fusion.paths import data_root, resolve
+from mini_data import mini_msrs
+
+from ivif_fusion.paths import resolve
 from ivif_fusion.tasks.segmentation import SegmenterConfig, SmallSegmenter
 
 TRAIN_PAIRS = ("00131D", "00139D")  # MSRS train range: persons and cars
 VAL_PAIRS = ("01405D",)  # val range: a car
-
-
-def _mini_msrs(tmp_path: Path) -> Path:
-    """A data root whose MSRS holds links to three real pairs and their fusion boxes."""
-    src = data_root() / "MSRS"
-    if not (src / "labels_det" / "fusion").is_dir():
-        pytest.skip(f"shared data not found at {src}")
-    dst = tmp_path / "data" / "MSRS"
-    for sub in ("ir", "vi", "labels_det/fusion"):
-        (dst / sub).mkdir(parents=True)
-    (dst / "labels_det" / "classes.txt").symlink_to(src / "labels_det" / "classes.txt")
-    for name in TRAIN_PAIRS + VAL_PAIRS:
-        for sub in ("ir", "vi"):
-            (dst / sub / f"{name}.png").symlink_to(src / sub / f"{name}.png")
-        (dst / "labels_det" / "fusion" / f"{name}.txt").symlink_to(src / "labels_det" / "fusion" / f"{name}.txt")
-    return dst.parent
 
 
 def test_segmenter_round_trip_on_real_pairs_with_pseudo_masks(tmp_path: Path) -> None:
@@ -39,7 +25,7 @@ def test_segmenter_round_trip_on_real_pairs_with_pseudo_masks(tmp_path: Path) ->
     from ivif_fusion.tasks.inputs import make_fuser
     from ivif_fusion.training.segmentation import SEG_CLASSES, train_segmenter
 
-    root = _mini_msrs(tmp_path)
+    root = mini_msrs(tmp_path, TRAIN_PAIRS + VAL_PAIRS)
     masks = tmp_path / "masks"
     assert main(["data", "masks", "--dataset", str(root / "MSRS"), "--out", str(masks), "--no-progress"]) == 0
     assert sorted(p.stem for p in masks.glob("*.png")) == sorted(TRAIN_PAIRS + VAL_PAIRS)

@@ -151,6 +151,41 @@ def parity_check(graph: Any, onnx_path: str | os.PathLike, sizes: list[tuple[int
     return out
 
 
+def _export_fusion_graph(graph: Any, out_dir: str | os.PathLike, name: str, outputs: list[str], config: dict,
+                         source_files: list[str] | None, opset: int, trace_size: tuple[int, int], slim: bool,
+                         verify: bool, sidecar_extra: dict, what: str) -> OnnxExport:
+    """Trace ``graph(ir, y) -> outputs`` to ``out_dir/name`` with the ``ivif.*`` metadata, then the parity check
+    and the sidecar (its common entries, then ``sidecar_extra``); ``what`` names the outputs in the log."""
+    import torch
+
+    import ivif_fusion
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    h, w = trace_size
+    args = (torch.rand(1, 1, h, w), torch.rand(1, 1, h, w))
+    model = trace_to_onnx(graph, args, path.with_suffix(".trace.onnx"), list(INPUT_NAMES), outputs,
+                          dynamic_nhw([*INPUT_NAMES, *outputs]), opset, slim)
+    digest = weights_digest(graph)
+    sources = {str(p): file_sha256(p) for p in (source_files or []) if Path(p).is_file()}
+    meta = {META_FORMAT: FORMAT, META_HEADS: json.dumps(outputs), META_CONFIG: json.dumps(config, sort_keys=True),
+            META_WEIGHTS: digest, META_SOURCES: json.dumps(sources, sort_keys=True)}
+    set_metadata(model, meta)
+    model.producer_name = "ivif_fusion"
+    model.producer_version = ivif_fusion.__version__
+    _save_checked(model, path)
+    parity = parity_check(graph, path, [(1, 96, 128), (2, 120, 72)]) if verify else {}
+    _check_parity(path, parity)
+    onnx_sha = file_sha256(path)
+    sidecar = _write_sidecar(path, {
+        "onnx": path.name, "onnx_sha256": onnx_sha, "opset": opset, "inputs": list(INPUT_NAMES), "outputs": outputs,
+        "dynamic_axes": {"N": "batch", "H": "height", "W": "width"},
+        "metadata": meta, "parity_max_abs_diff": parity, "slimmed": slim, **sidecar_extra})
+    log.info("exported %s (%s %s, weights %s...)", path, what, outputs, digest[:12])
+    return OnnxExport(path, sidecar, outputs, digest, onnx_sha, parity)
+
+
 def export_onnx(graph: Any, out_dir: str | os.PathLike, *, source_files: list[str] | None = None,
                 name: str = ONNX_NAME, opset: int = OPSET, trace_size: tuple[int, int] = (64, 80),
                 slim: bool = True, verify: bool = True) -> OnnxExport:
@@ -173,33 +208,11 @@ def export_onnx(graph: Any, out_dir: str | os.PathLike, *, source_files: list[st
 
     graph = graph.eval()
     head_names = list(graph.head_names)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / name
-    h, w = trace_size
-    args = (torch.rand(1, 1, h, w), torch.rand(1, 1, h, w))
-    model = trace_to_onnx(graph, args, path.with_suffix(".trace.onnx"), list(INPUT_NAMES), head_names,
-                          dynamic_nhw([*INPUT_NAMES, *head_names]), opset, slim)
-    digest = weights_digest(graph)
-    sources = {str(p): file_sha256(p) for p in (source_files or []) if Path(p).is_file()}
-    meta = {META_FORMAT: FORMAT, META_HEADS: json.dumps(head_names),
-            META_CONFIG: json.dumps({"vfn": graph.backbone.cfg.to_dict(), "heads": head_names}, sort_keys=True),
-            META_WEIGHTS: digest, META_SOURCES: json.dumps(sources, sort_keys=True)}
-    set_metadata(model, meta)
-    model.producer_name = "ivif_fusion"
-    model.producer_version = ivif_fusion.__version__
-    _save_checked(model, path)
-    parity = parity_check(graph, path, [(1, 96, 128), (2, 120, 72)]) if verify else {}
-    _check_parity(path, parity)
-    onnx_sha = file_sha256(path)
-    sidecar = _write_sidecar(path, {
-        "onnx": path.name, "onnx_sha256": onnx_sha, "opset": opset, "inputs": list(INPUT_NAMES),
-        "outputs": head_names, "dynamic_axes": {"N": "batch", "H": "height", "W": "width"},
-        "metadata": meta, "parity_max_abs_diff": parity, "slimmed": slim,
-        "versions": {"ivif_fusion": ivif_fusion.__version__, "torch": torch.__version__, "onnx": onnx.__version__},
-        "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
-    log.info("exported %s (heads %s, weights %s...)", path, head_names, digest[:12])
-    return OnnxExport(path, sidecar, head_names, digest, onnx_sha, parity)
+    config = {"vfn": graph.backbone.cfg.to_dict(), "heads": head_names}
+    versions = {"ivif_fusion": ivif_fusion.__version__, "torch": torch.__version__, "onnx": onnx.__version__}
+    extra = {"versions": versions, "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    return _export_fusion_graph(graph, out_dir, name, head_names, config, source_files, opset, trace_size, slim,
+                                verify, extra, "heads")
 
 
 def export_reference_onnx(module: Any, path: str | os.PathLike, output_name: str = "fused",
@@ -263,41 +276,14 @@ def export_rsc_onnx(model: Any, out_dir: str | os.PathLike, *, tasks: list[str] 
     constant), so :class:`ExportError` for it (the pipeline runs it in torch). ``verify``
     compares ONNX Runtime with torch at two sizes and batches and raises above 1e-4.
     """
-    import onnx
-    import torch
-
-    import ivif_fusion
-
     if model.rsc.cfg.arch == "vfn":
         raise ExportError("the vfn RSC builds per-sample kernels as conv groups over the batch, which does not "
                           "export with a dynamic batch; ONNX export supports the vfn2 (context) RSC")
     graph, names = rsc_task_graph(model.eval(), tasks)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / name
-    h, w = trace_size
-    args = (torch.rand(1, 1, h, w), torch.rand(1, 1, h, w))
-    onnx_model = trace_to_onnx(graph, args, path.with_suffix(".trace.onnx"), list(INPUT_NAMES), names,
-                               dynamic_nhw([*INPUT_NAMES, *names]), opset, slim)
-    digest = weights_digest(graph)
-    sources = {str(p): file_sha256(p) for p in (source_files or []) if Path(p).is_file()}
     config = {"backbone": model.backbone.cfg.to_dict(), "rsc": model.rsc.cfg.to_dict(), "outputs": names}
-    meta = {META_FORMAT: FORMAT, META_HEADS: json.dumps(names), META_CONFIG: json.dumps(config, sort_keys=True),
-            META_WEIGHTS: digest, META_SOURCES: json.dumps(sources, sort_keys=True)}
-    set_metadata(onnx_model, meta)
-    onnx_model.producer_name = "ivif_fusion"
-    onnx_model.producer_version = ivif_fusion.__version__
-    _save_checked(onnx_model, path)
-    parity = parity_check(graph, path, [(1, 96, 128), (2, 120, 72)]) if verify else {}
-    _check_parity(path, parity)
-    onnx_sha = file_sha256(path)
-    sidecar = _write_sidecar(path, {
-        "onnx": path.name, "onnx_sha256": onnx_sha, "opset": opset, "inputs": list(INPUT_NAMES), "outputs": names,
-        "dynamic_axes": {"N": "batch", "H": "height", "W": "width"},
-        "metadata": meta, "parity_max_abs_diff": parity, "slimmed": slim,
-        "note": "one fused Y per task from backbone + RSC; each task uses the RSC's stored mean descriptor"})
-    log.info("exported %s (tasks %s, weights %s...)", path, names, digest[:12])
-    return OnnxExport(path, sidecar, names, digest, onnx_sha, parity)
+    note = "one fused Y per task from backbone + RSC; each task uses the RSC's stored mean descriptor"
+    return _export_fusion_graph(graph, out_dir, name, names, config, source_files, opset, trace_size, slim, verify,
+                                {"note": note}, "tasks")
 
 
 # --------------------------------------------------------------------------- task networks
