@@ -36,7 +36,7 @@ from ivif_fusion.metrics.detection import coco_map, paired_bootstrap
 from ivif_fusion.metrics.fusion import fusion_metrics
 from ivif_fusion.models import checkpoint
 from ivif_fusion.models.rsc import load_customized, pool_descriptor
-from ivif_fusion.paths import require_data_root, resolve
+from ivif_fusion.paths import DEFAULT_BACKBONE, require_data_root, resolve
 from ivif_fusion.tasks import load_task
 
 HERE = Path(__file__).resolve().parent
@@ -50,7 +50,7 @@ def colour(fy: np.ndarray, vi: np.ndarray) -> np.ndarray:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backbone", default="models/vfn_msrs.pt")
+    ap.add_argument("--backbone", default=DEFAULT_BACKBONE)
     ap.add_argument("--detector", default="models/yolo_det_msrs.pt")
     ap.add_argument("--rsc", default="models/rsc_det_msrs.pt")
     ap.add_argument("--task", default="detection")
