@@ -126,7 +126,7 @@ def input_from_checkpoint(path: str | os.PathLike, backbone: str | os.PathLike |
 
 
 def standard_inputs(backbone: str | os.PathLike | None) -> dict[str, InputFn]:
-    """IR only, visible only, pixel-max fused and (when ``backbone`` is given) the generic VFN-fused image."""
+    """IR only, visible only, pixel-max fused and (when ``backbone`` is given) the generic fused image of that backbone."""
     ir_fn, vi_fn = make_fuser("ir"), make_fuser("visible")
     inputs: dict[str, InputFn] = {"IR only": lambda thermal, visible, t: ir_fn(thermal, visible),
                                   "visible only": lambda thermal, visible, t: vi_fn(thermal, visible)}
@@ -134,5 +134,5 @@ def standard_inputs(backbone: str | os.PathLike | None) -> dict[str, InputFn]:
     inputs["pixel-max fused"] = lambda thermal, visible, t: mx(thermal, visible)  # rule baseline (and the detector's training domain)
     if backbone is not None:
         fuse = make_fuser("vfn", backbone)
-        inputs["generic fused (VFN)"] = lambda thermal, visible, t: fuse(thermal, visible)
+        inputs["generic fused"] = lambda thermal, visible, t: fuse(thermal, visible)
     return inputs
