@@ -242,7 +242,7 @@ def test_reward_punishment_values_and_gradient():
 
 
 def test_crop_boxes_hand_values():
-    from ivif_fusion.training.rsc import crop_boxes
+    from ivif_fusion.training.rsc_batches import crop_boxes
     import numpy as np
 
     boxes = np.array([[0, 10, 10, 30, 50], [2, 90, 0, 130, 20], [1, 200, 200, 210, 210]], np.float32)

@@ -57,7 +57,7 @@ from ..models import checkpoint
 from ..models.rsc import customized_fusion, make_rsc, pool_descriptor, save_rsc
 from ..cagrad import CAGrad
 from ..paths import resolve
-from .rsc_batches import LabelledPair, RSCTrainingError, crop_boxes, load_labelled_pairs, sample_batch  # noqa: F401
+from .rsc_batches import LabelledPair, RSCTrainingError, load_labelled_pairs, sample_batch
 from .run import CsvLog, cosine_lr, prepare_out, rsc_warmup, run_meta, seed_everything
 from .segmentation import require_masks_dir
 
