@@ -58,23 +58,32 @@ def fusion_loss(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor, w_i
         check_shape(t, 4, f"fusion_loss {n}", 1)
     if not (fused.shape == thermal.shape == y.shape):
         raise ValueError(f"fusion_loss: shapes differ {tuple(fused.shape)}, {tuple(thermal.shape)}, {tuple(y.shape)}")
-    l_int = F.l1_loss(fused, torch.maximum(thermal, y))
-    l_grad = F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(thermal), sobel_l1(y)))
-    loss = w_int * l_int + w_grad * l_grad
+    terms = fusion_loss_terms(fused, thermal, y, sal_k, salient=bool(w_sal), scd=bool(w_scd))
+    return weighted_fusion_loss(terms, w_int, w_grad, w_sal, w_scd)
+
+
+def fusion_loss_terms(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor, sal_k: float = 1.0, *,
+                      salient: bool = True, scd: bool = True) -> dict[str, torch.Tensor]:
+    """The unweighted terms: ``intensity``, ``gradient`` and, when asked, ``salient`` and ``scd`` (the batch's
+    mean SCD, higher is better). Kept in the graph, so one evaluation serves the loss and the log."""
+    terms = {"intensity": F.l1_loss(fused, torch.maximum(thermal, y)),
+             "gradient": F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(thermal), sobel_l1(y)))}
+    if salient:
+        terms["salient"] = salient_target_loss(fused, thermal, thermal_saliency(thermal, sal_k))
+    if scd:
+        terms["scd"] = scd_t(fused, thermal, y).mean()
+    return terms
+
+
+def weighted_fusion_loss(terms: dict[str, torch.Tensor], w_int: float = 0.2, w_grad: float = 1.0,
+                         w_sal: float = 0.0, w_scd: float = 0.0) -> torch.Tensor:
+    """The stage-1 loss from :func:`fusion_loss_terms` (a term with weight 0 need not be there)."""
+    loss = w_int * terms["intensity"] + w_grad * terms["gradient"]
     if w_sal:
-        loss = loss + w_sal * salient_target_loss(fused, thermal, thermal_saliency(thermal, sal_k))
+        loss = loss + w_sal * terms["salient"]
     if w_scd:
-        loss = loss + w_scd * (2.0 - scd_t(fused, thermal, y)).mean()
+        loss = loss + w_scd * (2.0 - terms["scd"])
     return loss
-
-
-def fusion_loss_terms(fused: torch.Tensor, thermal: torch.Tensor, y: torch.Tensor,
-                      sal_k: float = 1.0) -> dict[str, torch.Tensor]:
-    """The unweighted terms, for logging (``scd`` is the mean SCD of the batch, higher is better)."""
-    return {"intensity": F.l1_loss(fused, torch.maximum(thermal, y)),
-            "gradient": F.l1_loss(sobel_l1(fused), torch.maximum(sobel_l1(thermal), sobel_l1(y))),
-            "salient": salient_target_loss(fused, thermal, thermal_saliency(thermal, sal_k)),
-            "scd": scd_t(fused, thermal, y).mean()}
 
 
 # ---------------------------------------------------------------------- RSC: task-side terms

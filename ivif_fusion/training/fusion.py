@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from ..config import to_dict
 from ..train_config import TrainFusionConfig
-from ..losses import fusion_loss, fusion_loss_terms
+from ..losses import fusion_loss_terms, weighted_fusion_loss
 from ..models import checkpoint
 from ..models.backbones import build_backbone
 from ..paths import resolve
@@ -122,14 +122,15 @@ def train(cfg: TrainFusionConfig, progress: bool = True, images: list[np.ndarray
             for g in opt.param_groups:
                 g["lr"] = lr
             fused = ddp_model(thermal, y)
-            loss = fusion_loss(fused, thermal, y, cfg.w_int, cfg.w_grad, cfg.w_salient, cfg.salient_k, cfg.w_scd)
+            log_now = rank0 and ((step + 1) % 10 == 0 or step + 1 == total)  # every term is logged on these steps
+            terms = fusion_loss_terms(fused, thermal, y, cfg.salient_k, salient=log_now or bool(cfg.w_salient),
+                                      scd=log_now or bool(cfg.w_scd))
+            loss = weighted_fusion_loss(terms, cfg.w_int, cfg.w_grad, cfg.w_salient, cfg.w_scd)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
-            if rank0 and (step % 10 == 0 or step == total):
-                with torch.no_grad():
-                    terms = fusion_loss_terms(fused, thermal, y, cfg.salient_k)
+            if log_now:
                 log.row([step, epoch, f"{lr:.6g}", f"{loss.item():.6f}", f"{terms['intensity'].item():.6f}",
                          f"{terms['gradient'].item():.6f}", f"{terms['salient'].item():.6f}",
                          f"{terms['scd'].item():.6f}", f"{time.time() - t0:.1f}"])
