@@ -166,7 +166,7 @@ def _digest(parts) -> str:  # noqa: ANN001
 @pytest.mark.parametrize("key", sorted(SPLIT_FINGERPRINTS))
 def test_shared_splits_give_the_same_pairs_boxes_and_classes(data_root, key) -> None:  # noqa: ANN001
     from ivif_fusion.data.shared import class_boxes, labelled_pairs
-    from ivif_fusion.training.task import yolo_lines
+    from ivif_fusion.training.fused_images import yolo_lines
 
     dataset, split, label_set = key
     reader, items = labelled_pairs(data_root, dataset, split, label_set, ["person", "bicycle", "car"])

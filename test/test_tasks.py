@@ -359,7 +359,7 @@ def test_yolo_dataset_folder_respects_splits_and_maps_classes(tmp_path) -> None:
     import yaml
 
     from ivif_fusion.train_config import TrainTaskConfig
-    from ivif_fusion.training.task import build_yolo_dataset
+    from ivif_fusion.training.fused_images import build_yolo_dataset
 
     root = _fake_root(tmp_path)
     cfg = TrainTaskConfig(data_root=str(root), datasets=["MSRS", "LLVIP"], fusion="max",

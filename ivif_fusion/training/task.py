@@ -26,11 +26,8 @@ from ..train_config import TrainTaskConfig
 from ..data.shared import class_boxes, labelled_pairs
 from ..paths import require_data_root
 from ..tasks.inputs import make_fuser
-from .fused_images import TaskTrainingError, build_yolo_dataset, dataset_classes, yolo_lines
+from .fused_images import TaskTrainingError, build_yolo_dataset, dataset_classes
 from .run import prepare_out, run_meta, set_threads
-
-__all__ = ["TaskTrainingError", "build_yolo_dataset", "dataset_classes", "evaluate_split", "model_card", "train",
-           "yolo_lines"]
 
 
 # --------------------------------------------------------------------------- evaluation on real pairs
