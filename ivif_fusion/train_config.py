@@ -84,7 +84,8 @@ class TrainTaskConfig(TrainRunConfig):
     score_threshold: float = param(0.25, "Score threshold stored in the checkpoint for predict().", min=0.0, max=1.0)
     iou_threshold: float = param(0.45, "NMS IoU threshold stored in the checkpoint.", min=0.0, max=1.0)
     holdout_fold: str = param("", "Cross-fitting: 'k/n' leaves fold k of n (data.splits.cross_fit_fold) out of "
-                                  "the training pairs, so that an RSC can learn from this network's loss on "
+                                  "the training pairs and of the pairs that select the epoch, so that an RSC can "
+                                  "learn from, and a cross-fitted evaluation judge by, this network's output on "
                                   "images it never saw (empty: train on all).")
     masks_dir: str = param("", "Segmentation: folder of class-id masks named like the MSRS pairs (<name>.png; 0 "
                                "background, 1 car, 2 person, 3 bike, 255 ignore), e.g. written by `ivif data masks "
@@ -140,6 +141,10 @@ class TrainRSCConfig(TrainRunConfig):
     num_bases: int = param(16, "Size of the shared basis bank.", min=1)
     hidden: int = param(32, "Width of the interaction blocks.", min=4)
     top_k: int = param(0, "0: soft basis selection; k > 0: hard top-k with straight-through gradients.", min=0)
+    selection: str = param("cosine", "Basis-selection logits: sqrt(query_dim) * cosine of query and key (bounded: "
+                                     "the selection keeps learning and differs by task), or the raw scaled dot "
+                                     "product (unbounded: it saturates into one basis per branch for every task; "
+                                     "the shipped single-task RSC's).", choices=("cosine", "dot"))
     gumbel: bool = param(True, "Gumbel noise on basis selection during training (never at inference).")
     descriptor_dropout: float = param(0.25, "Probability of training a batch on the stored mean descriptor "
                                             "(what inference uses when no task descriptor is given).",
@@ -151,6 +156,9 @@ class TrainRSCConfig(TrainRunConfig):
                                "targets of a segmentation task (cropped and flipped with the images; its loss is "
                                "the segmenter's cross-entropy, 255 ignored). Required when a task network is a "
                                "segmenter, unused otherwise.")
+    holdout_fold: str = param("", "Cross-fitted evaluation: 'k/n' leaves fold k of n (data.splits.cross_fit_fold) "
+                                  "out of the training pairs, to be judged later with task networks trained with the "
+                                  "same holdout_fold (experiments/cross_fit; empty: train on all).")
     out: str = param("runs/rsc", "Output folder: rsc.pt (kind 'rsc'), log.csv, config.yaml.")
 
 

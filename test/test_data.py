@@ -198,6 +198,10 @@ def test_rsc_and_fusion_jobs_read_the_same_pairs(data_root) -> None:  # noqa: AN
     assert [p.name for p in val[:2]] == ["01401D.png", "01405D.png"]
     assert _digest([x for p in val for x in (p.name, p.boxes.tobytes())]) == "b2014d135c23afb9"
     assert _digest([x for p in val for x in (p.thermal.tobytes(), p.ycc.tobytes())]) == "58ac60cc0401861a"
+    # a cross-fitted RSC leaves its fold out: blocks of 100 frames alternate, 1400-1499 and 1600+ are fold 0 of 2
+    held = load_labelled_pairs(TrainRSCConfig(data_root=str(data_root), holdout_fold="0/2"), progress=False,
+                               split="val")
+    assert [p.name for p in held] == [p.name for p in val if 1500 <= int(p.name[:5]) < 1600] and len(held) == 23
     # fusion training: every dataset of the default config, MSRS restricted to its train range
     ids = [f"{ds}/{it.file}" for ds in TrainFusionConfig().datasets
            for it in split_items(open_shared(data_root, ds), ds, "train")]

@@ -158,3 +158,20 @@ def test_paired_bootstrap_of_map_difference():
     assert r["low"] <= 0.5 <= r["high"] and r == paired_bootstrap(gt, nothing, half, names, resamples=200, seed=2)
     with pytest.raises(ValueError, match="prediction lists"):
         paired_bootstrap(gt, nothing[:2], perfect, names)
+
+
+def test_paired_bootstrap_miou_by_hand():
+    """Image 1: object IoU 0.5 (A) vs 1.0 (B); image 2: 0.75 for both. Pooled: 5/8 vs 7/8, delta 0.25; a resample
+    of image 2 only (a quarter of the draws of two) gives 0, none gives less; the most is 1.0 - 0.5."""
+    from ivif_fusion.metrics.segmentation import paired_bootstrap_miou
+
+    a = np.array([[[10, 0], [2, 2]], [[5, 1], [0, 3]]])
+    b = np.array([[[10, 0], [0, 4]], [[5, 1], [0, 3]]])
+    r = paired_bootstrap_miou(a, b, [1], resamples=400, seed=0)
+    assert r["delta"] == pytest.approx(0.25)
+    assert r["resamples"] == 400 and r["low"] == pytest.approx(0.0) and r["high"] <= 0.5 + 1e-12
+    assert 0.18 < r["p_b_not_better"] < 0.32
+    same = paired_bootstrap_miou(a, a, [1], resamples=50)
+    assert (same["delta"], same["low"], same["high"], same["p_b_not_better"]) == (0.0, 0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="two \\(N, C, C\\) stacks"):
+        paired_bootstrap_miou(a, b[:1], [1])

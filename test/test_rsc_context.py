@@ -194,3 +194,43 @@ def test_every_context_rsc_parameter_gets_gradient(shipped_vfn2, top_k):
             assert p.grad is not None and p.grad.abs().sum() > 0, f"parameter {name} receives no gradient"
     if top_k:  # straight-through: every basis' key learns to be selected, not only the selected ones'
         assert (rsc.keys.grad.abs().sum(1) > 0).all()
+
+
+def test_cosine_selection_stays_bounded_and_per_task_where_dot_product_saturates():
+    """A grown query saturated the dot-product softmax into one basis per branch, the same for every task (the
+    shipped two-task 511-step run gave both tasks one identical image); cosine logits stay within +-sqrt(query_dim)."""
+    from ivif_fusion.models.rsc_core import RSCConfig, selection_logits
+
+    g = torch.Generator().manual_seed(0)
+    keys = torch.randn(16, 16, generator=g)
+    q = torch.randn(2, 4, 16, generator=g)
+    big = q * 1e4
+    cos = RSCConfig(selection="cosine")
+    dot = RSCConfig(selection="dot")
+    # cosine: scale-free in the query, bounded by sqrt(16) = 4; by hand for one query and key
+    torch.testing.assert_close(selection_logits(big, keys, cos), selection_logits(q, keys, cos))
+    assert selection_logits(big, keys, cos).abs().max() <= 4.0 + 1e-5
+    by_hand = 4.0 * float(q[0, 0] @ keys[3]) / float(q[0, 0].norm() * keys[3].norm())
+    assert abs(float(selection_logits(q, keys, cos)[0, 0, 3]) - by_hand) < 1e-5
+    torch.testing.assert_close(selection_logits(q, keys, dot), q @ keys.t() / 4.0)
+    soft = torch.softmax(selection_logits(big, keys, dot), -1)
+    assert torch.all(soft.max(-1).values > 0.999)  # saturated: one basis per branch
+    # a fresh two-task context RSC on huge context maps still selects differently per task
+    torch.manual_seed(0)
+    rsc = make_rsc(VFN2Config(), ["detection", "segmentation"], 12)
+    z = torch.randn(1, rsc.cfg.width, 6, 8, generator=g) * 1e3
+    with torch.no_grad():
+        w_det, w_seg = rsc.selection(z, "detection"), rsc.selection(z, "segmentation")
+    assert w_det.max() < 0.999 and (w_det - w_seg).abs().max() > 1e-3
+
+
+def test_checkpoints_without_the_selection_key_keep_dot_product_selection():
+    from ivif_fusion.models.rsc_core import RSCConfig
+
+    old = RSCConfig(selection="dot").to_dict()
+    del old["selection"]
+    assert RSCConfig.from_dict(old).selection == "dot"
+    assert RSCConfig.from_dict({**old, "selection": "cosine"}).selection == "cosine"
+    with pytest.raises(ValueError, match="selection must be one of"):
+        RSCConfig.from_dict({**old, "selection": "softmax"})
+    assert RSCConfig().selection == "cosine"  # new RSCs

@@ -359,7 +359,7 @@ def test_yolo_dataset_folder_respects_splits_and_maps_classes(tmp_path) -> None:
     import yaml
 
     from ivif_fusion.train_config import TrainTaskConfig
-    from ivif_fusion.training.fused_images import build_yolo_dataset
+    from ivif_fusion.training.fused_images import TaskTrainingError, build_yolo_dataset
 
     root = _fake_root(tmp_path)
     cfg = TrainTaskConfig(data_root=str(root), datasets=["MSRS", "LLVIP"], fusion="max",
@@ -381,12 +381,18 @@ def test_yolo_dataset_folder_respects_splits_and_maps_classes(tmp_path) -> None:
 
     img = cv2.imread(str(base / "images" / "train" / "MSRS_00300N.png"))
     assert img.shape == (48, 64, 3) and int(img[0, 0, 0]) == 120
-    # cross-fitting: holding out fold 1 of 2 drops frame 300 (block 3) from training, nothing from val
-    cfg3 = TrainTaskConfig(data_root=str(root), datasets=["MSRS"], fusion="max", holdout_fold="1/2",
+    # cross-fitting: holding out fold 0 of 2 drops frame 200 (block 2) from training; val frame 1500 (block 15)
+    # is in fold 1 and stays
+    cfg3 = TrainTaskConfig(data_root=str(root), datasets=["MSRS"], fusion="max", holdout_fold="0/2",
                            cache_dir=str(tmp_path / "c3"))
     base3 = build_yolo_dataset(cfg3, ["person", "bicycle", "car"], progress=False).parent
-    assert sorted(p.stem for p in (base3 / "images" / "train").iterdir()) == ["MSRS_00200D"]
+    assert sorted(p.stem for p in (base3 / "images" / "train").iterdir()) == ["MSRS_00300N"]
     assert sorted(p.stem for p in (base3 / "images" / "val").iterdir()) == ["MSRS_01500D"]
+    # fold 1 holds frames 300 and 1500: the held-out fold selects no epoch either, so no val pair is left
+    cfg4 = TrainTaskConfig(data_root=str(root), datasets=["MSRS"], fusion="max", holdout_fold="1/2",
+                           cache_dir=str(tmp_path / "c4"))
+    with pytest.raises(TaskTrainingError, match="need labelled pairs for training and validation"):
+        build_yolo_dataset(cfg4, ["person", "bicycle", "car"], progress=False)
     # LLVIP alone has no val range: its last 20 % of frames validate
     cfg2 = TrainTaskConfig(data_root=str(root), datasets=["LLVIP"], fusion="visible", cache_dir=str(tmp_path / "c2"))
     base2 = build_yolo_dataset(cfg2, ["person"], progress=False).parent

@@ -59,8 +59,8 @@ from torch import nn
 
 from ..ops import check_shape
 from .rsc_context import ContextCustomizedFusion, ContextRSC
-from .rsc_core import (PROTOTYPES, CustomizedBackbone, InteractionBlock, RSCConfig, RSCError, TaskCoded, check_tasks, image_descriptor,
-                       pool_descriptor, select_bases, task_dims)
+from .rsc_core import (PROTOTYPES, CustomizedBackbone, InteractionBlock, RSCConfig, RSCError, TaskCoded, check_tasks,
+                       image_descriptor, pool_descriptor, select_bases, selection_logits, task_dims)
 from .vfn import VFN, VFNConfig
 from .vfn2 import VFN2, VFN2Config
 
@@ -163,7 +163,7 @@ class RSC(TaskCoded):
         n = f_ir.shape[0]
         code = self.task_code(task, n, task_descriptor)
         queries = torch.stack([blk(code, image_descriptor(f)) for blk, f in zip(self.blocks, (f_ir, f_vi))])
-        logits = queries @ self.keys.t() / math.sqrt(self.cfg.query_dim)
+        logits = selection_logits(queries, self.keys, self.cfg)
         return select_bases(logits, self.cfg.temperature, self.cfg.top_k, noise=self.training and self.cfg.gumbel)
 
     def kernels(self, weights: torch.Tensor) -> list[torch.Tensor]:

@@ -46,7 +46,7 @@ from torch import nn
 
 from ..ops import check_shape
 from .rsc_core import (CustomizedBackbone, InteractionBlock, RSCConfig, RSCError, TaskCoded, check_tasks,
-                       image_descriptor, select_bases, task_dims)
+                       image_descriptor, select_bases, selection_logits, task_dims)
 from .vfn2 import ARCH, VFN2, VFN2Config
 
 
@@ -105,7 +105,7 @@ class ContextRSC(TaskCoded):
     def selection(self, z: torch.Tensor, task: str, task_descriptor: torch.Tensor | None = None) -> torch.Tensor:
         """Basis weights (N, M, B): sample, branch, basis."""
         code = self.task_code(task, z.shape[0], task_descriptor)
-        logits = self.block(code, image_descriptor(z)) @ self.keys.t() / math.sqrt(self.cfg.query_dim)
+        logits = selection_logits(self.block(code, image_descriptor(z)), self.keys, self.cfg)
         return select_bases(logits, self.cfg.temperature, self.cfg.top_k, noise=self.training and self.cfg.gumbel)
 
     def code(self, z: torch.Tensor, task: str, task_descriptor: torch.Tensor | None = None) -> torch.Tensor:

@@ -10,16 +10,19 @@ straight-through top-k) over the bank's keys.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
 from ..ops import check_shape
 
 PROTOTYPES: tuple[tuple[int, int], ...] = ((1, 1), (3, 1), (3, 2), (3, 3))
+SELECTIONS = ("cosine", "dot")
 
 
 class RSCError(UserError, ValueError):
@@ -43,6 +46,7 @@ class RSCConfig:
     desc_momentum: float = 0.01                      # EMA rate of the stored mean descriptor
     arch: str = "vfn"                                # backbone architecture customized (checkpoints before vfn2: vfn)
     rank: int = 16                                   # vfn2 context RSC: channels of its low-rank residual (vfn: unused)
+    selection: str = "cosine"                        # selection logits: cosine of query and key, or raw dot product
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -63,6 +67,9 @@ class RSCConfig:
             d["prototypes"] = tuple(tuple(int(v) for v in p) for p in d["prototypes"])
         if "descriptor_dims" in d:
             d["descriptor_dims"] = {str(k): int(v) for k, v in d["descriptor_dims"].items()}
+        d.setdefault("selection", "dot")  # checkpoints written before the key select by dot product
+        if d["selection"] not in SELECTIONS:
+            raise ValueError(f"RSC selection must be one of {SELECTIONS}, got {d['selection']!r}")
         return cls(**d)
 
 
@@ -113,6 +120,20 @@ def select_bases(logits: torch.Tensor, temperature: float, top_k: int = 0, noise
     hard = torch.zeros_like(soft).scatter(-1, idx, soft.gather(-1, idx))
     hard = hard / hard.sum(-1, keepdim=True)
     return hard + soft - soft.detach()
+
+
+def selection_logits(queries: torch.Tensor, keys: torch.Tensor, cfg: RSCConfig) -> torch.Tensor:
+    """Logits (..., B) of every basis for each query (..., query_dim), keys (B, query_dim).
+
+    ``cosine`` (default): ``sqrt(query_dim) * cos(query, key)``, bounded by +-sqrt(query_dim), so
+    the softmax keeps a gradient and the task code keeps its say. ``dot`` (checkpoints before the
+    key): ``query . key / sqrt(query_dim)``, unbounded: a growing query saturates the softmax into
+    one fixed basis per branch, the same for every task, and the selection stops learning.
+    """
+    scale = math.sqrt(cfg.query_dim)
+    if cfg.selection == "dot":
+        return queries @ keys.t() / scale
+    return scale * F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).t()
 
 
 class InteractionBlock(nn.Module):

@@ -56,6 +56,7 @@ def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool 
         except ValueError as e:
             raise TaskTrainingError(str(e)) from e
         key["holdout_fold"] = list(holdout)
+        key["holdout_scope"] = "train+val"  # the held-out fold is neither trained on nor selects the epoch
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     out = resolve(cfg.cache_dir) / f"{cfg.fusion}-{digest}"
     data_yaml = out / "data.yaml"
@@ -69,7 +70,7 @@ def build_yolo_dataset(cfg: TrainTaskConfig, classes: list[str], progress: bool 
         reader = open_shared(root, ds, label_set=cfg.label_set, classes=classes, resize_mismatched=True)
         for split in ("train", "val"):
             items = labelled(reader, split_items(reader, ds, split))
-            if split == "train" and holdout is not None:  # the held-out fold is for the RSC, not this network
+            if holdout is not None:  # the held-out fold is judged by this network: never trained on nor selected on
                 items = [it for it in items if cross_fit_fold(it.file, holdout[1]) != holdout[0]]
             jobs += [(reader, ds, it, split) for it in items]
     if jobs and not any(j[3] == "val" for j in jobs):

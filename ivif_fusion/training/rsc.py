@@ -186,7 +186,7 @@ def train(cfg: TrainRSCConfig, progress: bool = True, *, backbone: torch.nn.Modu
             probe = torch.rand(1, 3, 64, 64, device=device)
             dims = {t: int(adapters[t].features(probe).shape[1]) for t in task_names}
     rsc = make_rsc(backbone.cfg, task_names, dims, num_bases=cfg.num_bases, hidden=cfg.hidden, top_k=cfg.top_k,
-                   gumbel=cfg.gumbel).to(device)
+                   gumbel=cfg.gumbel, selection=cfg.selection).to(device)
     model = customized_fusion(backbone, rsc)
     opt = torch.optim.Adam(rsc.parameters(), lr=cfg.lr)
     mtl = CAGrad(rsc.parameters(), cfg.cagrad_c, cfg.cagrad_rescale)

@@ -22,6 +22,7 @@ from ..colour import rgb_to_ycbcr
 from ..data.pseudo_mask_folder import read_mask
 from ..data.pseudo_masks import IGNORE
 from ..data.shared import class_boxes, open_shared, split_items
+from ..data.splits import cross_fit_fold, parse_fold
 from ..errors import UserError
 from ..paths import require_data_root
 
@@ -45,8 +46,9 @@ class LabelledPair:
 def load_labelled_pairs(cfg: Any, progress: bool = True, split: str | None = None,
                         masks_dir: str | Path | None = None) -> list[LabelledPair]:
     """Training pairs (MSRS: train frame range only) with their boxes from ``labels_det/<label_set>``;
-    ``split`` names another MSRS range instead (e.g. 'val', for diagnostics). Every pair needs a label
-    file; with ``masks_dir`` every pair also needs its mask there (a clear error names the first missing)."""
+    ``split`` names another MSRS range instead (e.g. 'val', for diagnostics); a ``holdout_fold`` 'k/n' in
+    ``cfg`` leaves the pairs of that cross-fitting fold out. Every pair needs a label file; with
+    ``masks_dir`` every pair also needs its mask there (a clear error names the first missing)."""
     from tqdm import tqdm
 
     from ..imageops import to_uint8
@@ -56,9 +58,15 @@ def load_labelled_pairs(cfg: Any, progress: bool = True, split: str | None = Non
     if cfg.label_set not in reader.label_sets:
         raise RSCTrainingError(f"no box labels at {reader.root / 'labels_det' / cfg.label_set}: RSC training needs "
                            "a labelled dataset")
+    items = split_items(reader, cfg.dataset, split or "train")
+    if getattr(cfg, "holdout_fold", ""):
+        try:
+            k, n = parse_fold(cfg.holdout_fold)
+        except ValueError as e:
+            raise RSCTrainingError(str(e)) from e
+        items = [it for it in items if cross_fit_fold(it.file, n) != k]
     pairs = []
-    for it in tqdm(split_items(reader, cfg.dataset, split or "train"), desc="loading pairs", disable=not progress,
-                   unit="pair"):
+    for it in tqdm(items, desc="loading pairs", disable=not progress, unit="pair"):
         s = reader.load(it)
         boxes = class_boxes(reader.record(it))
         mask = None if masks_dir is None else read_mask(masks_dir, it.file, s.thermal.shape[:2])
