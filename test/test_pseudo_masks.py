@@ -202,3 +202,21 @@ def test_figure_pairs_cover_day_night_and_every_class(msrs_pair) -> None:  # noq
         assert {ids[c] for r in half for c in r.class_ids} == {pm.CAR, pm.PERSON, pm.BIKE}
     frames = sorted(frame_number(r.name) for r in chosen)
     assert min(b - a for a, b in zip(frames, frames[1:])) >= 20
+
+
+def test_figure_overlay_draws_in_the_one_mask_palette() -> None:
+    """The figure's overlay of a real pseudo-mask on a dark (night-like) image: hand-computed blends with
+    the palette's car and ignore colours, background untouched, the box outline in the car colour."""
+    from ivif_fusion.data.mask_palette import CLASS_COLOURS, IGNORE_COLOUR
+    from ivif_fusion.data.pseudo_mask_figure import overlay
+
+    thermal, visible = _bright_rectangle()
+    mask, fills = pm.pseudo_mask(thermal, visible, np.array([[16, 16, 80, 112]]), [pm.CAR], night=True)
+    assert (mask[50, 40], mask[17, 40], mask[5, 5]) == (pm.CAR, pm.IGNORE, pm.BACKGROUND)
+    dark = np.full((128, 128, 3), 40, np.uint8)
+    out = overlay(dark, mask, [(b.x0, b.y0, b.x1, b.y1, b.class_id) for b in fills])
+    assert CLASS_COLOURS["car"] == (0, 170, 255) and IGNORE_COLOUR == (200, 0, 255)
+    assert out[50, 40].tolist() == [20, 105, 148]   # car, alpha 0.5: (40 + c) / 2, 147.5 rounded half to even
+    assert out[17, 40].tolist() == [112, 22, 137]   # ignore ring, alpha 0.45: 0.55 * 40 + 0.45 * c
+    assert out[5, 5].tolist() == [40, 40, 40]       # background
+    assert out[16, 40].tolist() == list(CLASS_COLOURS["car"]) == out[111, 79].tolist()  # box outline

@@ -275,23 +275,33 @@ def test_cli_replay_with_segmentation_writes_counts_and_reports_masks(pairs_dir,
 
 
 def test_mask_overlay_colours_and_statistics():
-    """Hand-computed blend: car/person/bike keep their colours at any id, background stays as it was."""
+    """Hand-computed blend in the one mask palette: car/person/bike keep their colours at any id, ignore is
+    violet at its own alpha, background and uncoloured values stay as they were."""
+    from ivif_fusion.data import mask_palette
+    from ivif_fusion.data.mask_palette import CLASS_COLOURS, IGNORE_COLOUR, mask_colours, overlay_mask
     from ivif_fusion.replay.evidence import mask_statistics
-    from ivif_fusion.report.figures import CLASS_COLOURS, class_colours, overlay_mask
+    from ivif_fusion.report import figures
     from ivif_fusion.tasks.segmentation import MSRS_SEG_CLASSES
 
+    assert figures.mask_colours is mask_colours and figures.overlay_mask is overlay_mask  # the report draws with it
     classes = ["unlabelled", "person", "car", "bike", "curve"]
-    colours = class_colours(classes)
-    assert 0 not in colours
+    colours = mask_colours(classes)
+    assert 0 not in colours and colours[255] == IGNORE_COLOUR == (200, 0, 255)
     assert [colours[1], colours[2], colours[3]] == [CLASS_COLOURS[c] for c in ("person", "car", "bike")]
-    assert colours[4] not in CLASS_COLOURS.values() and len({*colours.values()}) == 4
-    assert len(set(class_colours(list(MSRS_SEG_CLASSES)).values())) == len(MSRS_SEG_CLASSES) - 1  # all distinct
-    img = np.full((2, 3, 3), 100, np.uint8)
-    mask = np.array([[0, 1, 2], [3, 4, 0]], np.uint8)
-    out = overlay_mask(img, mask, colours, alpha=0.5)
-    assert out[0, 0].tolist() == [100, 100, 100] and out[1, 2].tolist() == [100, 100, 100]
-    assert out[0, 2].tolist() == [50, 107, 139]     # car (0, 114, 178): (100 + c) / 2, rounded half to even
-    assert out[0, 1].tolist() == [156, 97, 50]      # person (213, 94, 0)
+    assert CLASS_COLOURS == {"car": (0, 170, 255), "person": (255, 48, 48), "bike": (255, 210, 0)}
+    assert colours[4] == mask_palette.OTHER_COLOURS[0] and len({*colours.values()}) == 5
+    assert mask_colours(["background", "bicycle"])[1] == CLASS_COLOURS["bike"]  # detection name, same colour
+    assert len(set(mask_colours(list(MSRS_SEG_CLASSES)).values())) == len(MSRS_SEG_CLASSES)  # 8 classes + ignore
+    img = np.full((2, 4, 3), 100, np.uint8)
+    mask = np.array([[0, 1, 2, 3], [4, 255, 7, 0]], np.uint8)
+    out = overlay_mask(img, mask, colours)
+    assert out[0, 0].tolist() == [100, 100, 100] and out[1, 2].tolist() == [100, 100, 100]  # background, no colour
+    # alpha 0.5: (100 + c) / 2, rounded half to even
+    assert out[0, 2].tolist() == [50, 135, 178]     # car (0, 170, 255)
+    assert out[0, 1].tolist() == [178, 74, 74]      # person (255, 48, 48)
+    assert out[0, 3].tolist() == [178, 155, 50]     # bike (255, 210, 0)
+    assert out[1, 0].tolist() == [50, 155, 105]     # curve: first other colour (0, 210, 110)
+    assert out[1, 1].tolist() == [145, 55, 170]     # ignore (200, 0, 255), alpha 0.45: 0.55 * 100 + 0.45 * c
     with pytest.raises(ValueError, match="does not match"):
         overlay_mask(img, mask[:1], colours)
 

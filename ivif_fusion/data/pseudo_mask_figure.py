@@ -13,24 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
+from .mask_palette import mask_colours, overlay_mask
 from .pseudo_mask_folder import load_pair, night_from_name
-from .pseudo_masks import BIKE, CAR, IGNORE, PERSON, PseudoMaskOptions, is_night, pseudo_mask, seg_ids
+from .pseudo_masks import BIKE, CAR, PERSON, SEG_NAMES, PseudoMaskOptions, is_night, pseudo_mask, seg_ids
 from .splits import frame_number
 
-# RGB overlay colours; ignore is drawn as a light grey veil so what the method gave up on stays visible
-COLOURS = {CAR: (40, 120, 255), PERSON: (255, 40, 40), BIKE: (40, 220, 40), IGNORE: (255, 255, 0)}
-ALPHA = {CAR: 0.5, PERSON: 0.5, BIKE: 0.5, IGNORE: 0.35}
+# Pseudo-mask value -> colour of the one mask palette (data/mask_palette.py), ignore included.
+COLOURS = mask_colours([SEG_NAMES[k] for k in range(max(CAR, PERSON, BIKE) + 1)])
 
 
 def overlay(image_rgb: np.ndarray, mask: np.ndarray, rects: Sequence[tuple[int, int, int, int, int]]) -> np.ndarray:
-    """uint8 RGB image with mask labels blended in and box outlines (x0, y0, x1, y1, class) drawn."""
+    """uint8 RGB image with mask labels blended in (:func:`mask_palette.overlay_mask`) and box
+    outlines (x0, y0, x1, y1, class) drawn in their class's colour."""
     import cv2
 
-    out = image_rgb.astype(np.float32)
-    for value, colour in COLOURS.items():
-        sel = mask == value
-        out[sel] = (1 - ALPHA[value]) * out[sel] + ALPHA[value] * np.asarray(colour, np.float32)
-    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out = overlay_mask(image_rgb, mask, COLOURS)
     for x0, y0, x1, y1, cid in rects:
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), COLOURS[cid], 1)
     return out

@@ -1,4 +1,4 @@
-"""PNG figures of the replay report (matplotlib, Agg backend; no display needed), and the mask overlay."""
+"""PNG figures of the replay report (matplotlib, Agg backend; no display needed); masks in the one mask palette."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..data.mask_palette import ALIASES, CLASS_COLOURS, IGNORE_ID, mask_colours, overlay_mask
 
 # Distinct, colour-blind-friendly box colours per class id (RGB 0..255).
 PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
@@ -139,44 +141,6 @@ def samples_figure(samples: Sequence[Any], tasks: Sequence[str], path: Path) -> 
     return True
 
 
-# Mask overlay colours (RGB 0..255): the three road-user classes keep fixed colours whatever their ids;
-# the other classes take the remaining colours in id order; background classes are left uncoloured.
-CLASS_COLOURS = {"car": (0, 114, 178), "person": (213, 94, 0), "bike": (0, 158, 115)}
-OTHER_COLOURS = [(230, 159, 0), (86, 180, 233), (240, 228, 66), (204, 121, 167), (128, 128, 128), (0, 0, 0)]
-BACKGROUND_CLASSES = ("unlabelled", "background", "void")
-HIGHLIGHTED = tuple(CLASS_COLOURS)
-
-
-def class_colours(classes: Sequence[str]) -> dict[int, tuple[int, int, int]]:
-    """Class id -> overlay colour for every class not named as background."""
-    out = {}
-    others = 0
-    for k, name in enumerate(classes):
-        if name in BACKGROUND_CLASSES:
-            continue
-        if name in CLASS_COLOURS:
-            out[k] = CLASS_COLOURS[name]
-        else:
-            out[k] = OTHER_COLOURS[others % len(OTHER_COLOURS)]
-            others += 1
-    return out
-
-
-def overlay_mask(img: np.ndarray, mask: np.ndarray, colours: dict[int, tuple[int, int, int]],
-                 alpha: float = 0.5) -> np.ndarray:
-    """RGB uint8 image with each coloured class blended in: ``(1 - alpha) * pixel + alpha * colour``."""
-    if img.shape[:2] != mask.shape:
-        raise ValueError(f"mask {mask.shape} does not match the image {img.shape[:2]}")
-    out = img.astype(np.float32)
-    lut = np.zeros((256, 3), np.float32)
-    painted = np.zeros(256, bool)
-    for k, c in colours.items():
-        lut[k], painted[k] = c, True
-    where = painted[mask]
-    out[where] = (1.0 - alpha) * out[where] + alpha * lut[mask[where]]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
 def segmentation_figure(samples: Sequence[Any], task_classes: dict[str, list[str]], path: Path) -> bool:
     """Grid: one row per sample pair, one column per segmentation task (mask over its fused image), legend."""
     tasks = [t for t in task_classes if any(t in s.masks for s in samples)]
@@ -200,13 +164,13 @@ def segmentation_figure(samples: Sequence[Any], task_classes: dict[str, list[str
             mask, fused = s.masks.get(task), s.fused.get(task)
             if mask is None or fused is None:
                 continue
-            classes = task_classes[task]
-            colours = class_colours(classes)
+            names = {**dict(enumerate(task_classes[task])), IGNORE_ID: "ignore"}
+            colours = mask_colours(task_classes[task])
             ax.imshow(overlay_mask(fused, mask, colours), interpolation="nearest" if max(h, w) < 200 else None)
             present = set(np.unique(mask).tolist())
             for k, col in colours.items():
-                if k in present or classes[k] in HIGHLIGHTED:
-                    legend.setdefault(classes[k], col)
+                if k in present or ALIASES.get(names[k], names[k]) in CLASS_COLOURS:
+                    legend.setdefault(names[k], col)
     handles = [Patch(color=np.asarray(c) / 255.0, label=n) for n, c in legend.items()]
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
