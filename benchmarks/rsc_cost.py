@@ -25,7 +25,9 @@ each task on the RSC's stored mean descriptor, as the pipeline runs it), with th
 - ``rsc_2task``: one graph with two task outputs: the shared part (detail path, context
   blocks) once, RSC + ``up`` + decoder + head per task. Target: ``rsc_2task / plain <= 1.3``.
 
-Usage: ``python benchmarks/rsc_cost.py [--arch vfn|vfn2] [--runs 15] [--threads 2]``; writes
+``--rsc CKPT`` times a trained two-task RSC (``models/rsc_two_tasks_msrs.pt``) instead of a seeded one.
+
+Usage: ``python benchmarks/rsc_cost.py [--arch vfn|vfn2] [--rsc CKPT] [--runs 15] [--threads 2]``; writes
 ``benchmarks/rsc_cost.json`` (the vfn run at the top level, the vfn2 run under ``"vfn2"``; each
 run keeps the other's results) and ``benchmarks/rsc_cost.md`` (both).
 """
@@ -129,20 +131,23 @@ def measure_vfn(args: argparse.Namespace) -> dict:
     return res
 
 
-def build_vfn2(desc_dim: int = 256) -> tuple[torch.nn.Module, torch.nn.Module, str]:
-    """vfn2 (shipped weights when present, else seeded random init) + a two-task context RSC."""
+def build_vfn2(rsc_path: str = "", desc_dim: int = 256) -> tuple[torch.nn.Module, torch.nn.Module, str]:
+    """vfn2 (shipped weights when present, else seeded random init) + a two-task context RSC: the trained one
+    at ``rsc_path`` when given, else a seeded one of the same shape (the cost does not depend on the values)."""
     from ivif_fusion.models.checkpoint import load_backbone
-    from ivif_fusion.models.rsc import customized_fusion, make_rsc
+    from ivif_fusion.models.rsc import customized_fusion, load_customized, make_rsc
     from ivif_fusion.models.vfn2 import VFN2
 
     torch.manual_seed(0)
     shipped = HERE.parent / "models" / "vfn2_msrs.pt"
     v2 = load_backbone(shipped) if shipped.is_file() else VFN2().eval()
+    source = "models/vfn2_msrs.pt" if shipped.is_file() else "random init"
+    if rsc_path:
+        return v2, load_customized(rsc_path, v2).eval(), f"{source} + {rsc_path}"
     rsc = make_rsc(v2.cfg, ["detection", "segmentation"], desc_dim).eval()
     with torch.no_grad():
-        rsc.gamma.fill_(0.1)  # cost does not depend on the values; a non-zero residual, as trained
-    source = "models/vfn2_msrs.pt" if shipped.is_file() else "random init"
-    return v2, customized_fusion(v2, rsc).eval(), source
+        rsc.gamma.fill_(0.1)  # a non-zero residual, as trained
+    return v2, customized_fusion(v2, rsc).eval(), f"{source} + a seeded two-task context RSC"
 
 
 def measure_vfn2(args: argparse.Namespace) -> dict:
@@ -154,7 +159,7 @@ def measure_vfn2(args: argparse.Namespace) -> dict:
     from ivif_fusion.runtime.onnx_export import export_reference_onnx, export_rsc_onnx, rsc_task_graph
 
     load_start = [round(v, 2) for v in os.getloadavg()]
-    v2, model, source = build_vfn2()
+    v2, model, source = build_vfn2(args.rsc)
     tmp = Path(tempfile.mkdtemp(prefix="rsc_cost_"))
     paths = {"plain": export_reference_onnx(v2, tmp / "plain.onnx"),
              "rsc_1task": export_rsc_onnx(model, tmp, tasks=["detection"], name="rsc1.onnx").path,
@@ -184,6 +189,7 @@ def measure_vfn2(args: argparse.Namespace) -> dict:
         "load_average_1_5_15": {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]},
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
         "target": "rsc_2task / plain <= 1.3",
+        "command": "python benchmarks/rsc_cost.py --arch vfn2" + (f" --rsc {args.rsc}" if args.rsc else ""),
     }
     res["meets_target"] = res["time_ratio_vs_plain"]["rsc_2task"] <= 1.3
     return res
@@ -216,7 +222,7 @@ def markdown(res: dict) -> str:
                   f"{ld['end']} at end; other jobs shared the CPUs, so absolute times are inflated and the "
                   "ratios (interleaved runs) are what to read.",
                   f"Target rsc_2task / plain <= 1.3: {'met' if v2['meets_target'] else 'NOT met'} "
-                  f"({v2['time_ratio_vs_plain']['rsc_2task']}). Command: `python benchmarks/rsc_cost.py --arch vfn2`.",
+                  f"({v2['time_ratio_vs_plain']['rsc_2task']}). Command: `{v2.get('command', 'python benchmarks/rsc_cost.py --arch vfn2')}`.",
                   ""]
     return "\n".join(lines)
 
@@ -229,6 +235,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--rsc", default="", help="vfn2: a trained two-task RSC checkpoint (default: a seeded one)")
     ap.add_argument("--out", default=str(HERE / "rsc_cost"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
