@@ -163,21 +163,28 @@ def test_shipped_config_uses_the_shipped_onnx_graph(shipped_backbone):
     assert pipe.task_names == ["fusion", "detection", "segmentation"]
 
 
-def test_shipped_rsc_config_customizes_the_detection_image(msrs_root, shipped_backbone):
-    """config/multitask_rsc.yaml: the detection task gets its own (RSC) fused image, fusion keeps the generic one."""
+def test_shipped_rsc_config_customizes_each_task_image(msrs_root, shipped_backbone):
+    """config/multitask_rsc.yaml: detection and segmentation each get their own image from the two-task RSC,
+    fusion keeps the generic one; the segmenter's mask comes from its own image."""
     from ivif_fusion.config import load_runtime
     from ivif_fusion.data.paired import PairedFolder
     from ivif_fusion.paths import CONFIG_DIR
 
     pipe = Pipeline.from_config(load_runtime(CONFIG_DIR / "multitask_rsc.yaml"))
+    assert pipe.task_names == ["fusion", "detection", "segmentation"]
     s = PairedFolder(msrs_root, names=["00004N.png"])[0]
     out, timings = pipe.run_arrays(s.thermal, s.visible)
-    generic, custom = out["fusion"].fused_rgb.astype(int), out["detection"].fused_rgb.astype(int)
-    diff = np.abs(generic - custom)
-    assert 0.1 < diff.mean() < 20, "RSC must change the image, but only as a customization"
-    assert "rsc:detection" in timings and "task:detection" in timings
+    generic = out["fusion"].fused_rgb.astype(int)
+    det, seg = out["detection"].fused_rgb.astype(int), out["segmentation"].fused_rgb.astype(int)
+    for custom in (det, seg):
+        assert 0.1 < np.abs(generic - custom).mean() < 20, "RSC must change the image, but only as a customization"
+    assert np.abs(det - seg).mean() > 0.05, "the two tasks must get different images"
+    assert {"rsc:detection", "task:detection", "rsc:segmentation", "task:segmentation"} <= set(timings)
+    mask = out["segmentation"].mask
+    assert mask.shape == s.thermal.shape[:2] and set(np.unique(mask)) <= {0, 1, 2, 3}
     again, _ = pipe.run_arrays(s.thermal, s.visible)
     np.testing.assert_array_equal(again["detection"].fused_rgb, out["detection"].fused_rgb)  # deterministic
+    np.testing.assert_array_equal(again["segmentation"].mask, mask)
 
 
 def test_shipped_vifa_config_runs_one_backbone_and_a_head_per_task(msrs_root, shipped_backbone):
