@@ -3,15 +3,15 @@
 For every head of a 'vifa' checkpoint:
 
 - the task metric where a task network exists (detection: pycocotools mAP50 / mAP50-95 with
-  ``--detector``, default models/yolo_det_msrs.pt; segmentation: mIoU with ``--segmenter`` when given
-  and labels exist), via :func:`ivif_fusion.tasks.evaluation.evaluate_tasks`;
+  ``--detector``, default models/yolo_det_msrs.pt; segmentation: mIoU car/person/bike and incl. background with
+  ``--segmenter`` (default models/unet_seg_msrs.pt) against the masks of ``--masks-dir``), via :func:`ivif_fusion.tasks.evaluation.evaluate_tasks`;
 - the mean fusion metrics (:func:`ivif_fusion.metrics.fusion.fusion_metrics`) of the head output,
   of the task's reference model (from the checkpoint's ``meta.reference_weights``) and of the
   generic fusion (the teacher);
 - how closely the head reproduces its reference: PSNR (dB) and mean |head - reference| of fused Y;
 - the head's size as a percentage of the backbone.
 
-Usage: ``python experiments/vifa_eval.py [--vifa models/vifa_msrs.pt] [--out docs/results_vifa.md]``;
+Usage: ``python experiments/vifa_eval.py [--vifa models/vifa_msrs.pt] [--masks-dir DIR] [--out docs/results_vifa.md]``;
 also writes experiments/vifa_eval.json.
 """
 
@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vifa", default="models/vifa_msrs.pt")
     ap.add_argument("--detector", default="models/yolo_det_msrs.pt")
-    ap.add_argument("--segmenter", default="")
+    ap.add_argument("--segmenter", default="models/unet_seg_msrs.pt")
+    ap.add_argument("--masks-dir", default="", help="class-id masks for the segmentation head's mIoU "
+                    "(`ivif data masks --dataset MSRS --out DIR`); without it the head has fusion metrics only")
     ap.add_argument("--score", type=float, default=0.001,
                     help="detector score threshold for mAP (low, so the PR curve is complete; as experiments/rsc_eval.py)")
     ap.add_argument("--threads", type=int, default=2)
@@ -148,20 +150,33 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
 
     # task metrics where a task network exists
     task_results = {}
+
+    def column(key: str, task: str):  # noqa: ANN202
+        y_list = cache_generic if key == "generic" else ys[(key, task)]
+
+        def fn(ir: np.ndarray, vi: np.ndarray, t: str) -> np.ndarray:  # noqa: ARG001
+            i = next(j for j, s in enumerate(pairs) if s.thermal is ir)  # evaluate_tasks passes data.thermal items
+            return recombine(y_list[i], vi)
+        return fn
+
+    def columns(task: str) -> dict:
+        return {"VIFA head": column("head", task), "reference": column("reference", task),
+                "generic (teacher)": column("generic", task)}
+
     if det is not None:
-        def column(key):  # noqa: ANN001, ANN202
-            y_list = cache_generic if key == "generic" else ys[(key, "detection")]
-
-            def fn(ir: np.ndarray, vi: np.ndarray, task: str) -> np.ndarray:  # noqa: ARG001
-                i = next(j for j, s in enumerate(pairs) if s.thermal is ir)  # evaluate_tasks passes data.thermal items
-                return recombine(y_list[i], vi)
-            return fn
-
-        res = evaluate_tasks({"detection": det}, {"VIFA head": column("head"), "reference": column("reference"),
-                                                  "generic (teacher)": column("generic")}, data,
-                             with_fusion_metrics=False, progress=False)
+        res = evaluate_tasks({"detection": det}, columns("detection"), data, with_fusion_metrics=False, progress=False)
         task_results["detection"] = {k: {m: v[m] for m in ("mAP50", "mAP50-95")}
                                      for k, v in res["tasks"]["detection"]["rows"].items()}
+    seg_path = resolve(args.segmenter) if args.segmenter else None
+    if det is not None and "segmentation" in tasks and seg_path is not None and args.masks_dir:
+        from ivif_fusion.tasks import load_task
+        from ivif_fusion.tasks.evaluation import mask_targets
+
+        data.targets["segmentation"] = mask_targets(args.masks_dir, data)
+        res = evaluate_tasks({"segmentation": load_task(seg_path).eval()}, columns("segmentation"), data,
+                             with_fusion_metrics=False, progress=False)
+        task_results["segmentation"] = {k: {m: v[m] for m in ("mIoU_objects", "mIoU")}
+                                        for k, v in res["tasks"]["segmentation"]["rows"].items()}
     head_p, bb_p = head_parameters(model)
     out = {"set": set_name, "pairs": len(names), "vifa": str(args.vifa), "tasks": tasks,
            "references": meta.get("references", {}), "reference_weights": refs_used,
@@ -180,16 +195,23 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
          "## Task metric: head vs its reference vs generic fusion", ""]
     if task_results:
         L += [f"Detector `{args.detector}`, score threshold {args.score} (complete PR curve, as "
-              "experiments/rsc_eval.py), boxes `labels_det/fusion`.", "",
-              "| task | input | mAP50 (%) | mAP50-95 (%) |", "|---|---|---|---|"]
+              "experiments/rsc_eval.py), boxes `labels_det/fusion`."
+              + (f" Segmenter `{args.segmenter}` against the box-supervised pseudo-masks in `{args.masks_dir}` "
+                 "(agreement with that method, not MSRS segmentation mIoU)." if "segmentation" in task_results else ""),
+              "", "| task | input | headline (%) | second (%) |", "|---|---|---|---|"]
+        titles = {"detection": ("mAP50", "mAP50-95"), "segmentation": ("mIoU_objects", "mIoU")}
+        label = {"mIoU_objects": "mIoU car/person/bike", "mIoU": "mIoU incl. background"}
         for t, rows in task_results.items():
+            a, b = titles[t]
             for k, v in rows.items():
-                L.append(f"| {t} | {k} | {100 * v['mAP50']:.2f} | {100 * v['mAP50-95']:.2f} |")
-        d = task_results.get("detection")
-        if d:
-            gap = 100 * (d["VIFA head"]["mAP50"] - d["reference"]["mAP50"])
-            L += ["", f"Detection head - reference: {gap:+.1f} mAP50 points "
-                      f"({'within' if abs(gap) <= 1 else 'outside'} the 1-point target)."]
+                L.append(f"| {t} | {k} | {label.get(a, a)} {100 * v[a]:.2f} | {label.get(b, b)} {100 * v[b]:.2f} |")
+        for t, (a, _) in titles.items():
+            d = task_results.get(t)
+            if d:
+                gap = 100 * (d["VIFA head"][a] - d["reference"][a])
+                L += ["", f"{t.capitalize()} head - reference: {gap:+.1f} {label.get(a, a)} points "
+                          f"({'within' if abs(gap) <= 1 else 'outside'} the 1-point target); head - generic: "
+                          f"{100 * (d['VIFA head'][a] - d['generic (teacher)'][a]):+.1f}."]
     else:
         L.append("No task network was available for these heads (see notes).")
     L += ["", "## Fusion metrics (mean over the pairs)", "",
@@ -242,11 +264,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 - one lin
         L.append(f"- `{t}` reference: {meta.get('references', {}).get(t, '?')}.")
     if "detection" in tasks and not task_results:
         L.append(f"- No detection network at {args.detector}: no mAP.")
-    L.append("- No segmentation network was available, so the `segmentation` head has fusion metrics only."
-             if not args.segmenter else f"- Segmenter: {args.segmenter}.")
+    L.append(f"- Segmenter: {args.segmenter}, masks {args.masks_dir}." if "segmentation" in task_results else
+             "- No segmenter or mask folder was given, so the `segmentation` head has fusion metrics only.")
     L.append(f"- Training: {meta.get('steps')} steps, seconds {meta.get('seconds')}; final losses "
              f"{meta.get('final_losses')}.")
-    L.append(f"- Evaluation took {out['seconds']} s. Regenerate: `python experiments/vifa_eval.py`.")
+    again = "python experiments/vifa_eval.py" + (f" --masks-dir {args.masks_dir}" if args.masks_dir else "")
+    L.append(f"- Evaluation took {out['seconds']} s. Regenerate: `{again}` (masks: `ivif data masks --dataset MSRS "
+             "--out DIR`).")
     Path(args.out).write_text("\n".join(L) + "\n")
     print("\n".join(L))
     return 0

@@ -194,10 +194,12 @@ def test_shipped_vifa_config_runs_one_backbone_and_a_head_per_task(msrs_root, sh
     from ivif_fusion.paths import CONFIG_DIR
 
     pipe = Pipeline.from_config(load_runtime(CONFIG_DIR / "multitask_vifa.yaml"))
-    assert pipe.graph.head_names == ["fusion", "detection"]
+    assert pipe.graph.head_names == ["fusion", "detection", "segmentation"]
     s = PairedFolder(msrs_root, names=["00055D.png"])[0]
     out, timings = pipe.run_arrays(s.thermal, s.visible)
-    assert {"backbone", "head:fusion", "head:detection"} <= set(timings)
-    diff = np.abs(out["fusion"].fused_rgb.astype(int) - out["detection"].fused_rgb.astype(int)).mean()
-    assert 0.05 < diff < 20
+    assert {"backbone", "head:fusion", "head:detection", "head:segmentation"} <= set(timings)
+    for task in ("detection", "segmentation"):
+        diff = np.abs(out["fusion"].fused_rgb.astype(int) - out[task].fused_rgb.astype(int)).mean()
+        assert 0.05 < diff < 20, task
     assert out["detection"].detections is not None and out["fusion"].detections is None
+    assert out["segmentation"].mask.shape == s.thermal.shape[:2] and out["detection"].mask is None
