@@ -190,6 +190,7 @@ def measure_vfn2(args: argparse.Namespace) -> dict:
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
         "target": "rsc_2task / plain <= 1.3",
         "command": "python benchmarks/rsc_cost.py --arch vfn2" + (f" --rsc {args.rsc}" if args.rsc else ""),
+        "descriptor_dims": dict(model.rsc.cfg.descriptor_dims),
     }
     res["meets_target"] = res["time_ratio_vs_plain"]["rsc_2task"] <= 1.3
     return res
@@ -216,7 +217,8 @@ def markdown(res: dict) -> str:
         lines += [f"## vfn2 backbone, context RSC ({v2['runtime']}, {v2['threads']} threads, {v2['size']}, "
                   f"median of {v2['runs']} interleaved runs)", "", *table(v2), "",
                   f"Weights: {v2['weights']}. Parameters: backbone {v2['params']['backbone']:,}, context RSC "
-                  f"{v2['params']['rsc']:,} (two tasks, 256-d descriptors). `rsc_2task` is one graph with both "
+                  f"{v2['params']['rsc']:,} (task descriptors: {v2.get('descriptor_dims', {'detection': 256, 'segmentation': 256})}). "
+                  "`rsc_2task` is one graph with both "
                   "task outputs: the shared part once, RSC and the backbone's tail per task.",
                   f"Machine load (1/5/15-min load average, {v2['cpus']} CPUs): {ld['start']} at start, "
                   f"{ld['end']} at end; other jobs shared the CPUs, so absolute times are inflated and the "
