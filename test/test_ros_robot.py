@@ -392,11 +392,18 @@ def test_middleware_loss_is_visible_in_diagnostics(tmp_path, client, random_vfn_
         t_end = time.perf_counter()
         client.wait(lambda: _latest(diags, ": visible input", t_end + 0.5, "/lossy/fusion_node") is not None, 10,
                     "diagnostics after the camera stopped")
-        seen = [_status(m, ": visible input") for t, m in diags if m.status[0].hardware_id == "/lossy/fusion_node"]
-        lost = [s for s in seen if s and "lost by the middleware" in s[1]]
-        assert lost, [s[:2] for s in seen if s][-4:]
-        level, message, kv = lost[-1]
-        assert level >= 1 and int(kv["lost_total"]) > 0
+        # which input loses frames varies from run to run: judge both inputs' statuses
+        seen = [st for t, m in diags if m.status[0].hardware_id == "/lossy/fusion_node"
+                for st in (_status(m, ": thermal input"), _status(m, ": visible input")) if st]
+        lost = [st for st in seen if int(st[2]["lost"]) > 0]  # statuses whose window holds middleware losses
+        assert lost, [st[:2] for st in seen][-4:]
+        assert all(level >= 1 for level, _, _ in lost), [st[:2] for st in lost]
+        # the loss is named, unless a worse finding (an ERROR, e.g. all frames of that input dropped for want
+        # of a partner the middleware lost) takes the message; its count is in the values either way
+        said = [st for st in lost if "lost by the middleware" in st[1]]
+        assert said or all(level == 2 for level, _, _ in lost), [st[:2] for st in lost]
+        level, message, kv = (said or lost)[-1]
+        assert int(kv["lost_total"]) > 0
         print(f"Fast DDS defaults: {message}")
     finally:
         rc = node.stop()
