@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .bootstrap import paired_bootstrap_difference
+
 
 def _rows(item: Any, width: int, what: str) -> np.ndarray:
     """Per-image boxes -> (K, width) float64 array."""
@@ -142,32 +144,16 @@ def coco_map(gt: Sequence | Mapping, preds: Sequence | Mapping, class_names: Seq
 
 def paired_bootstrap(gt: Sequence, preds_a: Sequence, preds_b: Sequence, class_names: Sequence[str], *,
                      key: str = "mAP50", resamples: int = 500, seed: int = 0) -> dict[str, float]:
-    """How sure is "B beats A"? Paired image bootstrap of ``coco_map(B)[key] - coco_map(A)[key]``.
-
-    Why: on a few dozen images one box more or less moves mAP by points, so a difference is
-    only reported with its spread. Each resample draws the images with replacement (the same
-    draw for A and B: the pairing removes the between-image variance both share) and recomputes
-    both mAPs. Returns ``{"delta": observed B - A, "low": 2.5 %, "high": 97.5 % percentile of the
-    resampled differences, "p_b_not_better": fraction of resamples with B - A <= 0,
-    "resamples": n}``; NaN resamples (no ground truth drawn) are dropped.
+    """How sure is "B beats A"? Paired image bootstrap of ``coco_map(B)[key] - coco_map(A)[key]``
+    (:func:`ivif_fusion.metrics.bootstrap.paired_bootstrap_difference`: ``delta``, ``low``, ``high``,
+    ``p_b_not_better``, ``resamples``); NaN resamples (no ground truth drawn) are dropped.
     """
     if not (len(gt) == len(preds_a) == len(preds_b)):
         raise ValueError(f"paired_bootstrap: {len(gt)} gt, {len(preds_a)} and {len(preds_b)} prediction lists")
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
-    rng = np.random.default_rng(seed)
-    n = len(gt)
-    diffs = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        a = coco_map([gt[i] for i in idx], [preds_a[i] for i in idx], class_names)[key]
-        b = coco_map([gt[i] for i in idx], [preds_b[i] for i in idx], class_names)[key]
-        if np.isfinite(a) and np.isfinite(b):
-            diffs.append(b - a)
-    d = np.asarray(diffs)
-    observed = coco_map(list(gt), list(preds_b), class_names)[key] - coco_map(list(gt), list(preds_a), class_names)[key]
-    if d.size == 0:
-        return {"delta": observed, "low": float("nan"), "high": float("nan"), "p_b_not_better": float("nan"),
-                "resamples": 0}
-    return {"delta": float(observed), "low": float(np.percentile(d, 2.5)), "high": float(np.percentile(d, 97.5)),
-            "p_b_not_better": float(np.mean(d <= 0)), "resamples": int(d.size)}
+
+    def difference(idx: np.ndarray) -> float:
+        g = [gt[i] for i in idx]
+        return coco_map(g, [preds_b[i] for i in idx], class_names)[key] - coco_map(g, [preds_a[i] for i in idx],
+                                                                                 class_names)[key]
+
+    return paired_bootstrap_difference(len(gt), difference, resamples=resamples, seed=seed)

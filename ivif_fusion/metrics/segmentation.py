@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .bootstrap import paired_bootstrap_difference
+
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int | None = 255,
                      conf: np.ndarray | None = None) -> np.ndarray:
@@ -94,32 +96,18 @@ def pixel_accuracy(conf: np.ndarray) -> float:
 
 def paired_bootstrap_miou(confs_a: np.ndarray, confs_b: np.ndarray, classes: Sequence[int] | None = None, *,
                           resamples: int = 500, seed: int = 0) -> dict[str, float]:
-    """How sure is "B segments better than A"? Paired image bootstrap of ``miou(B) - miou(A)``.
+    """How sure is "B segments better than A"? Paired image bootstrap of ``miou(B) - miou(A)``
+    (:func:`ivif_fusion.metrics.bootstrap.paired_bootstrap_difference`).
 
     ``confs_a`` and ``confs_b`` are per-image confusion matrices (N, C, C) of the same N images;
-    mIoU is taken over ``classes`` of the summed matrix, as a dataset mIoU is. Each resample draws
-    images with replacement (one draw for both, so the between-image variance they share
-    cancels). Returns ``{"delta", "low", "high", "p_b_not_better", "resamples"}`` as
-    :func:`ivif_fusion.metrics.detection.paired_bootstrap` does; NaN resamples are dropped.
+    mIoU is taken over ``classes`` of the summed matrix, as a dataset mIoU is.
     """
     a = np.asarray(confs_a, dtype=np.float64)
     b = np.asarray(confs_b, dtype=np.float64)
     if a.ndim != 3 or a.shape != b.shape or a.shape[1] != a.shape[2]:
         raise ValueError(f"paired_bootstrap_miou: need two (N, C, C) stacks of one shape, got {a.shape}, {b.shape}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
-    observed = miou(b.sum(0), classes)[0] - miou(a.sum(0), classes)[0]
-    rng = np.random.default_rng(seed)
-    n = a.shape[0]
-    diffs = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        d = miou(b[idx].sum(0), classes)[0] - miou(a[idx].sum(0), classes)[0]
-        if np.isfinite(d):
-            diffs.append(d)
-    d = np.asarray(diffs)
-    if d.size == 0:
-        return {"delta": float(observed), "low": float("nan"), "high": float("nan"), "p_b_not_better": float("nan"),
-                "resamples": 0}
-    return {"delta": float(observed), "low": float(np.percentile(d, 2.5)), "high": float(np.percentile(d, 97.5)),
-            "p_b_not_better": float(np.mean(d <= 0)), "resamples": int(d.size)}
+
+    def difference(idx: np.ndarray) -> float:
+        return miou(b[idx].sum(0), classes)[0] - miou(a[idx].sum(0), classes)[0]
+
+    return paired_bootstrap_difference(a.shape[0], difference, resamples=resamples, seed=seed)
